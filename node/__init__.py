@@ -1,0 +1,96 @@
+"""The Flask app of one third-place: ``create_app(config=None)``.
+
+Order: configuration -> extensions -> blueprints -> CLI -> validation. Validation runs last so that
+``halles init`` (which creates what validation checks) can still start."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+
+from node import config as config_module
+from node.extensions import babel, csrf, db, login_manager, migrate
+
+MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+
+#: Domain modules whose ``views`` define blueprints named ``api`` and/or ``web``.
+DOMAINS = ("members", "organisations", "charters", "spaces", "events", "mail", "fedi", "web")
+
+
+def _select_locale() -> str:
+    from flask import session
+
+    chosen = request.args.get("lang") or session.get("lang")
+    if chosen in config_module.LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(config_module.LANGUAGES) or "fr"
+
+
+def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -> Flask:
+    settings = config_module.load(config)
+    app = Flask(__name__, instance_path=settings["HALLES_INSTANCE"], instance_relative_config=False)
+    app.config.update(settings)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    babel.init_app(app, locale_selector=_select_locale)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+
+    @login_manager.user_loader
+    def _load_user(user_id: str):
+        from node.members.models import User
+
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.active else None
+
+    from node import models  # noqa: F401 - registers every table on the metadata
+    from node.common import problems
+
+    problems.register(app)
+    for domain in DOMAINS:
+        try:
+            views = importlib.import_module(f"node.{domain}.views")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"node.{domain}.views" and exc.name != f"node.{domain}":
+                raise
+            continue
+        for name in ("api", "web"):
+            blueprint = getattr(views, name, None)
+            if blueprint is not None:
+                if name == "api" or getattr(views, "CSRF_EXEMPT", False):
+                    # API writes authenticate with a Bearer token, never with the session cookie,
+                    # so a cross-site form cannot ride on them.
+                    csrf.exempt(blueprint)
+                app.register_blueprint(blueprint)
+
+    _configure_sqlite(app)
+
+    from node import cli
+
+    cli.register(app)
+    if validate:
+        config_module.validate(app.config)
+    return app
+
+
+def _configure_sqlite(app: Flask) -> None:
+    """SQLite: wait for the write lock instead of failing at once, and enforce foreign keys."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        return
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record):  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.close()

@@ -1,0 +1,41 @@
+"""The app factory and configuration."""
+
+import pytest
+
+from node.config import ConfigError, load, validate
+
+
+def test_app_starts_and_answers_problem_json_for_unknown_api_route(client):
+    response = client.get("/api/v1/does-not-exist")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["status"] == 404
+
+
+def test_validate_lists_every_wrong_value():
+    config = load(
+        {"SECRET_KEY": ""},
+        environ={
+            "HALLES_URL": "ftp://x",
+            "HALLES_TIMEZONE": "Mars/Olympus",
+            "HALLES_LANGUAGE": "de",
+            "HALLES_SMTP_URL": "http://mail",
+            "DATABASE_URL": "mysql://x/y",
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    message = str(info.value)
+    expected_names = ("HALLES_URL", "HALLES_TIMEZONE", "HALLES_LANGUAGE", "HALLES_SMTP_URL", "DATABASE_URL")
+    for expected in (*expected_names, "secret key"):
+        assert expected in message
+
+
+def test_bad_boolean_in_environment_is_named():
+    with pytest.raises(ConfigError, match="HALLES_ALLOW_PRIVATE_ADDRESSES"):
+        load(environ={"HALLES_ALLOW_PRIVATE_ADDRESSES": "perhaps"})
+
+
+def test_postgres_url_gets_the_psycopg_driver():
+    config = load(environ={"DATABASE_URL": "postgres://u@h/db"})
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"

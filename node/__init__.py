@@ -68,6 +68,9 @@ def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -
                     csrf.exempt(blueprint)
                 app.register_blueprint(blueprint)
 
+    from node.openapi import bp as openapi_bp
+
+    app.register_blueprint(openapi_bp)
     _configure_sqlite(app)
 
     from node import cli

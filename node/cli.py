@@ -72,6 +72,22 @@ def init_command(name: str, city: str, url: str, address: str, force: bool) -> N
         click.echo(line)
 
 
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run every task once and exit (for cron or tests).")
+@with_appcontext
+def worker_command(once: bool) -> None:
+    """Send queued email and federation deliveries, apply received activities."""
+    from node import worker
+
+    validated()
+    app = current_app._get_current_object()
+    if once:
+        click.echo(f"worker: {worker.run_once(app)} units of work done")
+        return
+    click.echo("worker started; Ctrl-C to stop")
+    worker.run_forever(app)
+
+
 def register(app: Flask) -> None:
     """Commands that need the app; domains add theirs in their own ``cli`` modules."""
     import importlib

@@ -2,7 +2,16 @@
 
 from node.charters.models import CharterSignature, CharterVersion  # noqa: F401
 from node.events.models import Event, EventOccurrence, Registration  # noqa: F401
-from node.fedi.models import RemoteActor  # noqa: F401
+from node.fedi.models import (  # noqa: F401
+    Delivery,
+    Follow,
+    InboxItem,
+    OutboxEntry,
+    RemoteActor,
+    RemoteOrganisation,
+    RemoteServer,
+    Tombstone,
+)
 from node.mail.models import OutgoingEmail  # noqa: F401
 from node.members.models import ApiToken, Invitation, User  # noqa: F401
 from node.organisations.models import Organisation  # noqa: F401

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:16:15.162330
+Create Date: 2026-11-25 22:19:53.214042
 
 """
 from alembic import op
@@ -29,6 +29,22 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_charter_versions')),
     sa.UniqueConstraint('version', name=op.f('uq_charter_versions_version'))
     )
+    op.create_table('inbox_items',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('activity_id', sa.String(length=500), nullable=False),
+    sa.Column('activity_type', sa.String(length=40), nullable=False),
+    sa.Column('signer', sa.String(length=500), nullable=False),
+    sa.Column('activity', sa.JSON(), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('received_at', sa.DateTime(), nullable=False),
+    sa.Column('processed_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inbox_items')),
+    sa.UniqueConstraint('activity_id', name=op.f('uq_inbox_items_activity_id'))
+    )
+    with op.batch_alter_table('inbox_items', schema=None) as batch_op:
+        batch_op.create_index('ix_inbox_items_state', ['state', 'id'], unique=False)
+
     op.create_table('organisations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('slug', sa.String(length=80), nullable=False),
@@ -47,6 +63,20 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organisations')),
     sa.UniqueConstraint('slug', name=op.f('uq_organisations_slug'))
     )
+    op.create_table('outbox_entries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('activity_id', sa.String(length=500), nullable=False),
+    sa.Column('activity_type', sa.String(length=40), nullable=False),
+    sa.Column('object_id', sa.String(length=500), nullable=False),
+    sa.Column('audience', sa.String(length=10), nullable=False),
+    sa.Column('activity', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_entries')),
+    sa.UniqueConstraint('activity_id', name=op.f('uq_outbox_entries_activity_id'))
+    )
+    with op.batch_alter_table('outbox_entries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_entries_object_id'), ['object_id'], unique=False)
+
     op.create_table('outgoing_emails',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('to_address', sa.String(length=254), nullable=False),
@@ -69,8 +99,11 @@ def upgrade():
     sa.Column('domain', sa.String(length=255), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('city', sa.String(length=120), nullable=False),
+    sa.Column('actor_type', sa.String(length=40), nullable=False),
     sa.Column('inbox', sa.String(length=500), nullable=True),
     sa.Column('shared_inbox', sa.String(length=500), nullable=True),
+    sa.Column('outbox', sa.String(length=500), nullable=True),
+    sa.Column('is_halles_node', sa.Boolean(), nullable=False),
     sa.Column('document', sa.JSON(), nullable=False),
     sa.Column('fetched_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_remote_actors')),
@@ -79,6 +112,17 @@ def upgrade():
     with op.batch_alter_table('remote_actors', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_remote_actors_domain'), ['domain'], unique=False)
 
+    op.create_table('remote_servers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('domain', sa.String(length=255), nullable=False),
+    sa.Column('signature_flavour', sa.String(length=20), nullable=True),
+    sa.Column('blocked', sa.Boolean(), nullable=False),
+    sa.Column('blocked_at', sa.DateTime(), nullable=True),
+    sa.Column('sync_cursor', sa.String(length=500), nullable=True),
+    sa.Column('synced_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_remote_servers')),
+    sa.UniqueConstraint('domain', name=op.f('uq_remote_servers_domain'))
+    )
     op.create_table('sites',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
@@ -92,6 +136,33 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sites'))
     )
+    op.create_table('tombstones',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ap_id', sa.String(length=500), nullable=False),
+    sa.Column('former_type', sa.String(length=40), nullable=False),
+    sa.Column('deleted_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tombstones')),
+    sa.UniqueConstraint('ap_id', name=op.f('uq_tombstones_ap_id'))
+    )
+    op.create_table('deliveries',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('outbox_entry_id', sa.Integer(), nullable=False),
+    sa.Column('inbox_url', sa.String(length=500), nullable=False),
+    sa.Column('domain', sa.String(length=255), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('last_status', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('sent_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['outbox_entry_id'], ['outbox_entries.id'], name=op.f('fk_deliveries_outbox_entry_id_outbox_entries'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_deliveries')),
+    sa.UniqueConstraint('outbox_entry_id', 'inbox_url', name=op.f('uq_deliveries_outbox_entry_id'))
+    )
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_deliveries_due', ['state', 'next_attempt_at'], unique=False)
+
     op.create_table('desks',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('site_id', sa.Integer(), nullable=False),
@@ -100,6 +171,30 @@ def upgrade():
     sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_desks_organisation_id_organisations')),
     sa.ForeignKeyConstraint(['site_id'], ['sites.id'], name=op.f('fk_desks_site_id_sites')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_desks'))
+    )
+    op.create_table('follows',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('actor_id', sa.Integer(), nullable=False),
+    sa.Column('direction', sa.String(length=10), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('activity_id', sa.String(length=500), nullable=False),
+    sa.Column('attestation', sa.JSON(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('decided_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['actor_id'], ['remote_actors.id'], name=op.f('fk_follows_actor_id_remote_actors')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_follows')),
+    sa.UniqueConstraint('actor_id', 'direction', name=op.f('uq_follows_actor_id'))
+    )
+    op.create_table('remote_organisations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ap_id', sa.String(length=500), nullable=False),
+    sa.Column('origin_actor_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('fields', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['origin_actor_id'], ['remote_actors.id'], name=op.f('fk_remote_organisations_origin_actor_id_remote_actors')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_remote_organisations')),
+    sa.UniqueConstraint('ap_id', name=op.f('uq_remote_organisations_ap_id'))
     )
     op.create_table('rooms',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -304,8 +399,16 @@ def downgrade():
     op.drop_table('api_tokens')
     op.drop_table('users')
     op.drop_table('rooms')
+    op.drop_table('remote_organisations')
+    op.drop_table('follows')
     op.drop_table('desks')
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_due')
+
+    op.drop_table('deliveries')
+    op.drop_table('tombstones')
     op.drop_table('sites')
+    op.drop_table('remote_servers')
     with op.batch_alter_table('remote_actors', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_remote_actors_domain'))
 
@@ -314,6 +417,14 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_outgoing_emails_status'))
 
     op.drop_table('outgoing_emails')
+    with op.batch_alter_table('outbox_entries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_entries_object_id'))
+
+    op.drop_table('outbox_entries')
     op.drop_table('organisations')
+    with op.batch_alter_table('inbox_items', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbox_items_state')
+
+    op.drop_table('inbox_items')
     op.drop_table('charter_versions')
     # ### end Alembic commands ###

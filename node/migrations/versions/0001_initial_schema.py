@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:19:53.214042
+Create Date: 2026-11-25 22:21:53.776107
 
 """
 from alembic import op
@@ -337,6 +337,20 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_invitations_token_hash'))
     )
+    op.create_table('password_resets',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('used_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_password_resets_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_password_resets')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_password_resets_token_hash'))
+    )
+    with op.batch_alter_table('password_resets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_password_resets_user_id'), ['user_id'], unique=False)
+
     op.create_table('event_occurrences',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('event_id', sa.Integer(), nullable=False),
@@ -389,6 +403,10 @@ def downgrade():
         batch_op.drop_index('ix_event_occurrences_start_id')
 
     op.drop_table('event_occurrences')
+    with op.batch_alter_table('password_resets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_password_resets_user_id'))
+
+    op.drop_table('password_resets')
     op.drop_table('invitations')
     op.drop_table('events')
     op.drop_table('charter_signatures')

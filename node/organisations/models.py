@@ -36,6 +36,8 @@ class Organisation(db.Model):
     desks_held: Mapped[int] = mapped_column(Integer, default=0)
     contact_email: Mapped[str | None] = mapped_column(String(254))
     contact_phone: Mapped[str | None] = mapped_column(String(40))
+    #: Where the organisation is based; None means the node's own city (HALLES_CITY).
+    city: Mapped[str | None] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
     website: Mapped[str | None] = mapped_column(String(500))
     topics: Mapped[list] = mapped_column(JSON, default=list)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:21:53.776107
+Create Date: 2026-11-25 22:22:36.843393
 
 """
 from alembic import op
@@ -53,6 +53,7 @@ def upgrade():
     sa.Column('desks_held', sa.Integer(), nullable=False),
     sa.Column('contact_email', sa.String(length=254), nullable=True),
     sa.Column('contact_phone', sa.String(length=40), nullable=True),
+    sa.Column('city', sa.String(length=120), nullable=True),
     sa.Column('description', sa.Text(), nullable=False),
     sa.Column('website', sa.String(length=500), nullable=True),
     sa.Column('topics', sa.JSON(), nullable=False),

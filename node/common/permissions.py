@@ -54,3 +54,43 @@ def require_manager_of_any(user: Any, organisation_ids: list[int], action: str) 
         return
     if not any(manages(user, org_id) for org_id in organisation_ids):
         raise Forbidden(f"only a manager of an organising organisation (or the office manager) can {action}")
+
+
+#: Which roles each role may give (create, invite, promote to). The office manager runs day-to-day
+#: membership but cannot mint staff accounts: only an admin can.
+ASSIGNABLE_ROLES: dict[str, tuple[str, ...]] = {
+    "admin": ("admin", "office_manager", "org_manager", "member"),
+    "office_manager": ("org_manager", "member"),
+}
+
+
+def can_assign_role(user: Any, role: str) -> bool:
+    return user is not None and role in ASSIGNABLE_ROLES.get(user.role, ())
+
+
+def require_can_assign_role(user: Any, role: str, action: str) -> None:
+    _need_user(user)
+    if user.role not in ASSIGNABLE_ROLES:
+        raise Forbidden(f"only the office manager or an admin can {action}")
+    if not can_assign_role(user, role):
+        allowed = ", ".join(ASSIGNABLE_ROLES[user.role])
+        raise Forbidden(f"as {user.role} you can {action} only with the roles: {allowed}; ask an admin for {role}")
+
+
+def require_can_manage_user(user: Any, target: Any, action: str) -> None:
+    """Staff manage accounts, but an office manager only those of org managers and members."""
+    _need_user(user)
+    if user.role not in ASSIGNABLE_ROLES:
+        raise Forbidden(f"only the office manager or an admin can {action}")
+    if not can_assign_role(user, target.role):
+        raise Forbidden(f"only an admin can {action} of a {target.role}")
+
+
+def directory_scope(user: Any, organisation_id: int | None) -> str:
+    """How much of an organisation's directory entry ``user`` may see: "public" (anonymous visitors),
+    "network" (people with an account on this node) or "all" (staff and the organisation's managers)."""
+    if user is None or not getattr(user, "active", True):
+        return "public"
+    if manages(user, organisation_id):
+        return "all"
+    return "network"

@@ -1,0 +1,212 @@
+"""One handler per activity type, in a registry (like Mastodon's activity factory). The worker
+calls ``apply(item)`` for each stored inbox item; handlers return a short outcome for the log and
+raise ``RefusedObject`` to mark the item ignored with a reason. Unknown types are ignored, never an
+error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from node.common.timeutil import utcnow
+from node.extensions import db
+from node.fedi import outbox
+from node.fedi.identity import load_identity
+from node.fedi.keystore import ActorError, get_actor
+from node.fedi.models import Follow, OutboxEntry, RemoteActor, RemoteServer
+from node.fedi.remote import (
+    RefusedObject,
+    delete_remote_object,
+    purge_actor,
+    upsert_remote_event,
+    upsert_remote_organisation,
+)
+
+log = logging.getLogger("halles.inbox")
+
+Handler = Callable[[dict[str, Any], RemoteActor], str]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*types: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for activity_type in types:
+            HANDLERS[activity_type] = handler
+        return handler
+
+    return register
+
+
+def object_id(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("id"), str):
+        return value["id"]
+    return None
+
+
+def actor_id(activity: dict[str, Any]) -> str | None:
+    return object_id(activity.get("actor"))
+
+
+def apply(activity: dict[str, Any]) -> str:
+    """Apply a verified activity. Returns the outcome; raises RefusedObject when it cannot apply."""
+    handler = HANDLERS.get(str(activity.get("type")))
+    if handler is None:
+        return "ignored: unsupported activity type"
+    ap_id = actor_id(activity)
+    if ap_id is None:
+        raise RefusedObject("activity without actor")
+    try:
+        actor = get_actor(ap_id)
+    except ActorError as exc:
+        raise RefusedObject(str(exc)) from exc
+    if db.session.scalar(select(RemoteServer.blocked).where(RemoteServer.domain == actor.domain)):
+        return "ignored: domain blocked"
+    return handler(activity, actor)
+
+
+def _follow_row(actor: RemoteActor, direction: str) -> Follow | None:
+    return db.session.scalar(select(Follow).where(Follow.actor_id == actor.id, Follow.direction == direction))
+
+
+@handles("Follow")
+def on_follow(activity: dict[str, Any], actor: RemoteActor) -> str:
+    identity = load_identity()
+    if object_id(activity.get("object")) != identity.actor_url:
+        return "ignored: follow of another actor"
+    attestation = activity.get("attestation") or activity.get("halles:attestation")
+    attestation = attestation if isinstance(attestation, dict) else None
+    follow = _follow_row(actor, "incoming")
+    if follow is None:
+        follow = Follow(actor_id=actor.id, direction="incoming", activity_id=activity["id"])
+        db.session.add(follow)
+    follow.activity_id = activity["id"]
+    follow.attestation = _clean_attestation(attestation) if attestation else None
+    inbox = actor.inbox or actor.shared_inbox
+    if attestation is None:
+        # Any fediverse account may follow the public agenda: accepted at once.
+        follow.state = "accepted"
+        follow.decided_at = utcnow()
+        if inbox:
+            outbox.deliver_to("Accept", _follow_reference(activity), inbox)
+        return "follower accepted"
+    if follow.state == "accepted":
+        # An approved peer re-attesting (new charter version): keep the peering, refresh the attestation.
+        if inbox:
+            outbox.deliver_to("Accept", _follow_reference(activity), inbox)
+        return "peer attestation refreshed"
+    follow.state = "pending"
+    return "peering request waiting for an admin"
+
+
+def _clean_attestation(attestation: dict[str, Any]) -> dict[str, Any]:
+    keep = ("url", "version", "sha256", "ownCharter", "attestedAt")
+    return {key: attestation[key] for key in keep if key in attestation}
+
+
+def _follow_reference(activity: dict[str, Any]) -> dict[str, Any]:
+    return {"id": activity["id"], "type": "Follow", "actor": actor_id(activity), "object": activity.get("object")}
+
+
+@handles("Accept", "Reject")
+def on_answer(activity: dict[str, Any], actor: RemoteActor) -> str:
+    follow = _follow_row(actor, "outgoing")
+    answered = object_id(activity.get("object"))
+    if follow is None or (answered and answered != follow.activity_id):
+        return "ignored: no matching follow request"
+    follow.state = "accepted" if activity["type"] == "Accept" else "rejected"
+    follow.decided_at = utcnow()
+    if follow.state == "accepted":
+        from node.fedi.sync import request_sync
+
+        request_sync(actor)  # pull what they published before we followed
+    return f"follow {follow.state}"
+
+
+@handles("Undo")
+def on_undo(activity: dict[str, Any], actor: RemoteActor) -> str:
+    undone = activity.get("object")
+    undone_type = undone.get("type") if isinstance(undone, dict) else None
+    follow = _follow_row(actor, "incoming")
+    if follow is not None and (undone_type == "Follow" or object_id(undone) == follow.activity_id):
+        follow.state = "removed"
+        follow.decided_at = utcnow()
+        return "follower removed"
+    return "ignored: nothing to undo"
+
+
+def _is_event(obj: Any) -> bool:
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind == "Event" or (isinstance(kind, list) and "Event" in kind)
+
+
+@handles("Create", "Update")
+def on_create_or_update(activity: dict[str, Any], actor: RemoteActor) -> str:
+    obj = activity.get("object")
+    if not isinstance(obj, dict):
+        return "ignored: object is not embedded"
+    if _is_event(obj):
+        outcome = upsert_remote_event(obj, actor)
+    elif obj.get("type") == "Organization":
+        outcome = upsert_remote_organisation(obj, actor)
+    else:
+        return f"ignored: {obj.get('type')} objects are not stored"
+    _forward_if_reshared(activity, obj["id"])
+    return outcome
+
+
+@handles("Delete")
+def on_delete(activity: dict[str, Any], actor: RemoteActor) -> str:
+    target = object_id(activity.get("object"))
+    if target is None:
+        raise RefusedObject("Delete without object")
+    if target == actor.ap_id:
+        purge_actor(actor)
+        return "actor purged"
+    removed = delete_remote_object(target, actor)
+    _forward_if_reshared(activity, target)
+    return f"deleted {removed} object(s)"
+
+
+@handles("Announce")
+def on_announce(activity: dict[str, Any], actor: RemoteActor) -> str:
+    from node.fedi.http import fetch_document
+
+    obj = activity.get("object")
+    if isinstance(obj, str):
+        # Fetched from its own URL, so the origin vouches for it (the inbox checked the URL is allowed).
+        try:
+            obj = fetch_document(obj)
+        except Exception as exc:  # noqa: BLE001 - any failure: we cannot re-share what we cannot read
+            raise RefusedObject(f"cannot fetch the announced object: {exc}") from exc
+    if not _is_event(obj):
+        return "ignored: only events are re-shared"
+    origin_url = object_id(obj.get("attributedTo")) or ""
+    try:
+        origin = get_actor(origin_url)
+    except ActorError as exc:
+        raise RefusedObject(str(exc)) from exc
+    if origin.ap_id == load_identity().actor_url:
+        return "ignored: our own event"
+    return upsert_remote_event(obj, origin, shared_by=actor)
+
+
+def _forward_if_reshared(activity: dict[str, Any], target: str) -> None:
+    """We re-shared this object: pass the origin's signed Update/Delete on to our own audience."""
+    if "proof" not in activity:
+        return
+    announce = db.session.scalar(
+        select(OutboxEntry)
+        .where(OutboxEntry.object_id == target, OutboxEntry.activity_type == "Announce")
+        .order_by(OutboxEntry.id.desc())
+        .limit(1)
+    )
+    if announce is None:
+        return
+    if db.session.scalar(select(OutboxEntry.id).where(OutboxEntry.activity_id == activity["id"])) is not None:
+        return
+    outbox.record(activity, audience=announce.audience, object_id=target)

@@ -1,0 +1,136 @@
+"""Remote actors and their keys: fetched once, cached in ``remote_actors``, re-fetched on demand.
+
+``resolve_key`` is the key resolver ``federation`` verifiers are given: it maps a key id to the key
+and the actor that owns it, reading both RSA ``publicKey`` and Ed25519 ``Multikey`` entries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urldefrag, urlsplit
+
+from sqlalchemy import select
+
+from federation import keys
+from federation.errors import FederationError, FetchError
+from federation.keys import KeyRecord
+from node.common.timeutil import utcnow
+from node.extensions import db
+from node.fedi.http import fetch_document
+from node.fedi.identity import load_identity
+from node.fedi.models import RemoteActor
+
+#: A cached actor document older than this is fetched again when it is needed.
+ACTOR_MAX_AGE = timedelta(days=1)
+ACTOR_TYPES = {"Person", "Organization", "Group", "Service", "Application"}
+
+
+class ActorError(Exception):
+    """A remote actor cannot be fetched or is not usable; the message says why."""
+
+
+def domain_of(url: str) -> str:
+    return urlsplit(url).netloc.lower()
+
+
+def store_actor(document: dict[str, Any]) -> RemoteActor:
+    ap_id = document.get("id")
+    if not isinstance(ap_id, str):
+        raise ActorError("actor document has no id")
+    actor = db.session.scalar(select(RemoteActor).where(RemoteActor.ap_id == ap_id))
+    if actor is None:
+        actor = RemoteActor(ap_id=ap_id, domain=domain_of(ap_id))
+        db.session.add(actor)
+    endpoints = document.get("endpoints") if isinstance(document.get("endpoints"), dict) else {}
+    location = document.get("location") if isinstance(document.get("location"), dict) else {}
+    address = location.get("address") if isinstance(location.get("address"), dict) else {}
+    actor.name = str(document.get("name") or document.get("preferredUsername") or "")[:200]
+    actor.city = str(address.get("addressLocality") or "")[:120]
+    actor.actor_type = str(document.get("type") or "")[:40]
+    actor.inbox = document.get("inbox") if isinstance(document.get("inbox"), str) else None
+    actor.shared_inbox = endpoints.get("sharedInbox") if isinstance(endpoints.get("sharedInbox"), str) else None
+    actor.outbox = document.get("outbox") if isinstance(document.get("outbox"), str) else None
+    actor.is_halles_node = isinstance(document.get("charter"), dict)
+    actor.document = document
+    actor.fetched_at = utcnow()
+    db.session.flush()
+    return actor
+
+
+def get_actor(ap_id: str, *, refresh: bool = False) -> RemoteActor:
+    """The cached actor, fetched (again) when missing, stale or ``refresh`` is asked."""
+    actor = db.session.scalar(select(RemoteActor).where(RemoteActor.ap_id == ap_id))
+    if actor is not None and not refresh and actor.fetched_at > utcnow() - ACTOR_MAX_AGE and actor.document:
+        return actor
+    try:
+        document = fetch_document(ap_id)
+    except FetchError as exc:
+        if actor is not None and actor.document:
+            return actor  # keep working with what we know while the server is unreachable
+        raise ActorError(f"cannot fetch actor {ap_id}: {exc}") from exc
+    if document.get("id") != ap_id:
+        raise ActorError(f"actor document fetched from {ap_id} claims another id {document.get('id')!r}")
+    if document.get("type") not in ACTOR_TYPES:
+        raise ActorError(f"{ap_id} is not an actor (type {document.get('type')!r})")
+    return store_actor(document)
+
+
+def _keys_of(document: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """(key id, public key, owner) for every key an actor document lists."""
+    found = []
+    actor_id = document.get("id", "")
+    public_keys = document.get("publicKey")
+    for entry in public_keys if isinstance(public_keys, list) else [public_keys]:
+        if isinstance(entry, dict) and isinstance(entry.get("publicKeyPem"), str):
+            try:
+                found.append((entry.get("id"), keys.load_public_key(entry["publicKeyPem"]),
+                              entry.get("owner") or actor_id))
+            except (FederationError, ValueError):
+                continue
+    methods = document.get("assertionMethod")
+    for entry in methods if isinstance(methods, list) else [methods]:
+        if isinstance(entry, dict) and isinstance(entry.get("publicKeyMultibase"), str):
+            try:
+                found.append((entry.get("id"), keys.multibase_to_ed25519(entry["publicKeyMultibase"]),
+                              entry.get("controller") or actor_id))
+            except (FederationError, ValueError):
+                continue
+    return found
+
+
+def resolve_key(key_id: str, refresh: bool = False) -> KeyRecord | None:
+    """Key resolver for federation verifiers. Returns None for an unknown key."""
+    identity = load_identity()
+    actor_url, _fragment = urldefrag(key_id)
+    if actor_url == identity.actor_url:
+        own_keys = {identity.rsa_key_id: identity.rsa_key, identity.ed25519_key_id: identity.ed25519_key}
+        if key_id in own_keys:
+            return KeyRecord(key_id, own_keys[key_id].public_key(), identity.actor_url)
+        return None
+    try:
+        actor = get_actor(actor_url, refresh=refresh)
+    except ActorError:
+        actor = _actor_from_key_document(key_id, refresh)
+        if actor is None:
+            return None
+    for found_id, public_key, owner in _keys_of(actor.document):
+        if found_id == key_id:
+            if owner != actor.ap_id:
+                return None  # a key that claims another owner than the document listing it
+            return KeyRecord(key_id, public_key, actor.ap_id)
+    return None
+
+
+def _actor_from_key_document(key_id: str, refresh: bool) -> RemoteActor | None:
+    """Some servers give keys their own URL (a key document with an ``owner``)."""
+    try:
+        document = fetch_document(key_id)
+    except FetchError:
+        return None
+    owner = document.get("owner") or document.get("controller")
+    if not isinstance(owner, str):
+        return None
+    try:
+        return get_actor(owner, refresh=refresh)
+    except ActorError:
+        return None

@@ -1,0 +1,143 @@
+"""Signed HTTP requests to other servers, with the double knock: RFC 9421 first, draft-cavage
+``rsa-sha256`` when the server refuses, and the flavour that worked remembered per server."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from sqlalchemy import select
+
+from federation import httpsig
+from federation.fetch import check_url_allowed
+from node.extensions import db
+from node.fedi.http import allow_private, session
+from node.fedi.identity import load_identity
+from node.fedi.keystore import domain_of
+from node.fedi.models import RemoteServer
+from node.fedi.outbox import now_aware
+
+FLAVOURS = ("rfc9421", "cavage")
+CONNECT_TIMEOUT = 3.05
+READ_TIMEOUT = 10
+#: A response that trickles in (one byte per second) is cut off after this many seconds in total.
+TOTAL_DEADLINE = 20
+MAX_RESPONSE_BYTES = 1_000_000
+
+
+@dataclass
+class SendResult:
+    status: int | None
+    flavour: str | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def server_flavour(domain: str) -> str | None:
+    return db.session.scalar(select(RemoteServer.signature_flavour).where(RemoteServer.domain == domain))
+
+
+def remember_flavour(domain: str, flavour: str) -> None:
+    server = db.session.scalar(select(RemoteServer).where(RemoteServer.domain == domain))
+    if server is None:
+        server = RemoteServer(domain=domain)
+        db.session.add(server)
+    server.signature_flavour = flavour
+
+
+def _signing_key(flavour: str):
+    identity = load_identity()
+    # Mastodon and most servers only know RSA; RFC 9421 peers get RSA too unless they asked for
+    # Ed25519 — RSA verifies everywhere, and the Ed25519 key already signs every object (proofs).
+    return identity.rsa_key, identity.rsa_key_id
+
+
+def _request(method: str, url: str, body: bytes | None, flavour: str, accept: str | None) -> requests.Response:
+    key, key_id = _signing_key(flavour)
+    headers: dict[str, str] = {}
+    if body is not None:
+        headers["Content-Type"] = "application/activity+json"
+    if accept:
+        headers["Accept"] = accept
+    headers.update(httpsig.sign_request(method, url, headers, body, key, key_id, flavour=flavour, now=now_aware()))
+    response = session().request(
+        method, url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), stream=True,
+        allow_redirects=False,
+    )
+    _read_with_deadline(response)
+    return response
+
+
+def _read_with_deadline(response: requests.Response) -> None:
+    started = time.monotonic()
+    chunks = []
+    size = 0
+    try:
+        for chunk in response.iter_content(8192):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES or time.monotonic() - started > TOTAL_DEADLINE:
+                break
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # noqa: SLF001 - keep .json()/.text usable after streaming
+
+
+def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str | None = None) -> tuple[
+    requests.Response | None, SendResult
+]:
+    """Send a signed request; on 401/403 knock again with the other flavour once."""
+    check_url_allowed(url, allow_private=allow_private())
+    domain = domain_of(url)
+    preferred = server_flavour(domain) or "rfc9421"
+    order = [preferred] + [f for f in FLAVOURS if f != preferred]
+    response: requests.Response | None = None
+    for attempt, flavour in enumerate(order):
+        try:
+            response = _request(method, url, body, flavour, accept)
+        except requests.RequestException as exc:
+            return None, SendResult(None, None, f"{type(exc).__name__}: {exc}")
+        if response.status_code in (401, 403) and attempt == 0:
+            continue
+        if response.status_code < 400 and server_flavour(domain) != flavour:
+            remember_flavour(domain, flavour)
+        return response, SendResult(response.status_code, flavour, None if response.ok else _error_text(response))
+    assert response is not None
+    return response, SendResult(response.status_code, None, _error_text(response))
+
+
+def _error_text(response: requests.Response) -> str:
+    text = response.text[:500] if response.content else ""
+    return f"HTTP {response.status_code} {text}".strip()
+
+
+def post_activity(inbox: str, activity: dict[str, Any]) -> SendResult:
+    body = json.dumps(activity, ensure_ascii=False, separators=(",", ":")).encode()
+    _response, result = signed_send("POST", inbox, body)
+    return result
+
+
+def get_signed_json(url: str) -> dict[str, Any]:
+    """A signed GET (authorized fetch): peers show their network-scoped outbox entries to peers."""
+    response, result = signed_send("GET", url, accept="application/activity+json")
+    if response is None or not result.ok:
+        raise httpsig_error(result.error or "request failed")
+    try:
+        data = response.json()
+    except ValueError:
+        raise httpsig_error(f"{url} did not answer JSON") from None
+    if not isinstance(data, dict):
+        raise httpsig_error(f"{url} did not answer a JSON object")
+    return data
+
+
+def httpsig_error(message: str) -> Exception:
+    from federation.errors import FetchError
+
+    return FetchError(message)

@@ -17,9 +17,7 @@ MAX_CLOCK_SKEW = timedelta(hours=1)
 #: short enough to limit replay of a captured request (idempotency by activity id does the rest).
 MAX_SIGNATURE_AGE = timedelta(hours=12)
 
-_XSD_DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
-)
+_XSD_DATETIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
 def require_aware(now: datetime, name: str = "now") -> datetime:

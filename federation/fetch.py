@@ -98,9 +98,7 @@ def _system_resolver(host: str, port: int) -> Iterable[Any]:
     return socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
 
 
-def check_url_allowed(
-    url: str, *, allow_private: bool = False, resolver: Resolver | None = None
-) -> list[IPAddress]:
+def check_url_allowed(url: str, *, allow_private: bool = False, resolver: Resolver | None = None) -> list[IPAddress]:
     """Refuse (``FetchError``) a URL a node must not connect to; return the addresses it resolves to.
 
     ``resolver`` defaults to the system's ``getaddrinfo``; pass one to control DNS (tests).

@@ -268,9 +268,7 @@ def _signature_base(method: str, url: str, headers: Mapping[str, str], inner: In
     return "\n".join(lines)
 
 
-def rfc9421_signature_base(
-    method: str, url: str, headers: Mapping[str, str], label: str | None = None
-) -> str:
+def rfc9421_signature_base(method: str, url: str, headers: Mapping[str, str], label: str | None = None) -> str:
     """The signature base (RFC 9421 section 2.5) of the signature ``label`` of a received request.
 
     Exposed for known-answer tests and debugging; raises ``SignatureFormatError`` or ``ValueError``.
@@ -349,8 +347,10 @@ def _verify_rfc9421_member(
         key = _verify_with_resolver(resolver, key_id, allowed, base, signature_member.value, now)
     except _Refused as exc:
         return refused(exc.reason)
-    algorithm = alg if isinstance(alg, str) else (
-        "ed25519" if isinstance(key.public_key, ed25519.Ed25519PublicKey) else "rsa-v1_5-sha256"
+    algorithm = (
+        alg
+        if isinstance(alg, str)
+        else ("ed25519" if isinstance(key.public_key, ed25519.Ed25519PublicKey) else "rsa-v1_5-sha256")
     )
     return SignatureResult(True, None, key_id, key.owner, RFC9421, algorithm)
 
@@ -366,9 +366,7 @@ def _verify_rfc9421(method, url, headers, body, resolver, now) -> SignatureResul
         return SignatureResult(False, "missing signature", flavour=RFC9421)
     results = []
     for label, inner in labelled:
-        result = _verify_rfc9421_member(
-            label, inner, signatures.get(label), method, url, headers, body, resolver, now
-        )
+        result = _verify_rfc9421_member(label, inner, signatures.get(label), method, url, headers, body, resolver, now)
         if result.ok:
             return result
         results.append(result)

@@ -72,9 +72,7 @@ def load_private_key(pem: str | bytes) -> PrivateKey:
 
 def public_key_to_pem(pub: PublicKey) -> str:
     """SubjectPublicKeyInfo PEM (``BEGIN PUBLIC KEY``), the form ``publicKeyPem`` carries."""
-    return pub.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
+    return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def load_public_key(pem: str | bytes) -> PublicKey:

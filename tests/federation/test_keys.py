@@ -68,9 +68,7 @@ def test_rejects_other_key_types_and_garbage():
         keys.load_private_key(pem)
     with pytest.raises(KeyFormatError, match="unsupported public key type"):
         keys.load_public_key(
-            p256.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            p256.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
     with pytest.raises(KeyFormatError):
         keys.load_private_key("not a key")

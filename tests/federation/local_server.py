@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 @dataclass
 class Reply:
     status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | None] = field(default_factory=dict)
     body: bytes = b""
 
 
@@ -52,7 +52,8 @@ def local_server() -> Iterator[LocalServer]:
             self.send_response(reply.status)
             headers = {"Content-Length": str(len(reply.body)), **reply.headers}
             for name, value in headers.items():
-                self.send_header(name, value)
+                if value is not None:  # None removes a default header (e.g. Content-Length)
+                    self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(reply.body)

@@ -17,6 +17,11 @@ def _need_user(user: Any) -> None:
         raise Unauthorized("this action needs an account: send 'Authorization: Bearer <token>' or sign in")
 
 
+def require_user(user: Any) -> None:
+    """Any signed-in person (a Bearer token or a session); Unauthorized for an anonymous visitor."""
+    _need_user(user)
+
+
 def is_staff(user: Any) -> bool:
     return user is not None and user.role in STAFF
 

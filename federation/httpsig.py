@@ -355,7 +355,9 @@ def _verify_rfc9421_member(
     return SignatureResult(True, None, key_id, key.owner, RFC9421, algorithm)
 
 
-def _verify_rfc9421(method, url, headers, body, resolver, now) -> SignatureResult:  # noqa: ANN001
+def _verify_rfc9421(
+    method: str, url: str, headers: Mapping[str, str], body: bytes, resolver: KeyResolver, now: datetime
+) -> SignatureResult:
     try:
         inputs = parse_dictionary(headers["signature-input"])
         signatures = parse_dictionary(headers.get("signature", ""))
@@ -426,7 +428,9 @@ def _timestamp_param(params: Mapping[str, str], name: str) -> datetime | None:
         raise _Refused("malformed signature") from None
 
 
-def _verify_cavage(method, url, headers, body, resolver, now) -> SignatureResult:  # noqa: ANN001
+def _verify_cavage(
+    method: str, url: str, headers: Mapping[str, str], body: bytes, resolver: KeyResolver, now: datetime
+) -> SignatureResult:
     raw = headers.get("signature")
     if raw is None:
         raw = headers.get("authorization", "")[len("signature ") :]
@@ -676,7 +680,7 @@ class SignedAuth(requests.auth.AuthBase):
         used = flavour_of(response.request.headers) or self.flavour
         # Same dance as requests' HTTPDigestAuth: drain and release the first connection, then
         # resend a copy of the prepared request signed the other way on the same adapter.
-        response.content  # noqa: B018
+        _ = response.content
         response.close()
         retry = response.request.copy()
         self._sign(retry, other_flavour(used))

@@ -58,9 +58,9 @@ def local_server() -> Iterator[LocalServer]:
             if self.command != "HEAD":
                 self.wfile.write(reply.body)
 
-        do_GET = do_POST = do_HEAD = _handle  # noqa: N815
+        do_GET = do_POST = do_HEAD = _handle
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence test output
+        def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)

@@ -121,18 +121,26 @@ def check_url_allowed(url: str, *, allow_private: bool = False, resolver: Resolv
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
         literal = None
-    if literal is not None:
-        addresses = [literal]
-    elif allow_private:
-        return []
-    else:
-        addresses = _addresses(resolver or _system_resolver, host, port)
-    if not allow_private:
-        for address in addresses:
-            refusal = address_refusal(address)
-            if refusal:
-                raise FetchError(f"address not allowed: {address} is a {refusal}", url=url)
+    addresses = [literal] if literal is not None else _addresses(resolver or _system_resolver, host, port)
+    for address in addresses:
+        refusal = always_refused(address) if allow_private else address_refusal(address)
+        if refusal:
+            raise FetchError(f"address not allowed: {address} is a {refusal}", url=url)
     return addresses
+
+
+def always_refused(address: IPAddress) -> str | None:
+    """What stays refused even when private addresses are allowed (tests, demo, an intranet):
+    link-local covers cloud metadata services (169.254.169.254, fe80::/10); multicast and the
+    unspecified address are never a server."""
+    for name, hit in (
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("unspecified", address.is_unspecified),
+    ):
+        if hit:
+            return f"{name} address"
+    return None
 
 
 @dataclass(frozen=True)

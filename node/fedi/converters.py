@@ -74,7 +74,10 @@ def _iso_local(value: datetime, timezone: str) -> str:
 
 
 def _iso_utc(value: datetime) -> str:
+    """UTC with Z; sub-second digits kept when present, so two edits in one second stay ordered."""
     aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if aware.microsecond:
+        return aware.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

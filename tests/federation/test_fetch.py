@@ -78,7 +78,12 @@ def test_literal_urls_are_checked(address, category):
     host = f"[{address}]" if ":" in address else address
     with pytest.raises(FetchError, match="address not allowed"):
         check_url_allowed(f"https://{host}/actor", resolver=fake_resolver)
-    check_url_allowed(f"https://{host}/actor", allow_private=True, resolver=fake_resolver)
+    if category in ("link-local", "multicast", "unspecified"):
+        # Never a server, even for a node that allows private addresses (cloud metadata is link-local).
+        with pytest.raises(FetchError, match=category):
+            check_url_allowed(f"https://{host}/actor", allow_private=True, resolver=fake_resolver)
+    else:
+        check_url_allowed(f"https://{host}/actor", allow_private=True, resolver=fake_resolver)
 
 
 def test_names_are_checked_after_resolution():
@@ -96,8 +101,14 @@ def test_names_are_checked_after_resolution():
         check_url_allowed("https://nowhere.example/", resolver=fake_resolver)
     with pytest.raises(FetchError, match="no address"):
         check_url_allowed("https://empty.example/", resolver=fake_resolver)
-    # With allow_private the resolver is not even asked.
-    assert check_url_allowed("https://rebind.example/", allow_private=True, resolver=fake_resolver) == []
+    # With allow_private, loopback and private answers pass; link-local ones (metadata) never do.
+    assert check_url_allowed("https://rebind.example/", allow_private=True, resolver=fake_resolver) == [
+        ipaddress.ip_address("127.0.0.1")
+    ]
+    metadata = {"metadata.example": ["169.254.169.254"]}
+    with pytest.raises(FetchError, match="link-local"):
+        check_url_allowed("https://metadata.example/", allow_private=True,
+                          resolver=lambda host, port: metadata[host])
 
 
 def test_resolver_may_return_plain_strings():

@@ -148,7 +148,6 @@ def test_inbox_refusals(pair, make_node, case, expected_status, reason):
     assert inbox_count(paris) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="federation.fetch: allow_private still admits link-local (fix pending)")
 def test_announce_of_url_pointing_to_private_address_is_refused(make_node):
     paris = make_node("Les Halles Civiques", "Paris", HALLES_ALLOW_PRIVATE_ADDRESSES=True)
     lyon = make_node("La Fabrique Commune", "Lyon")

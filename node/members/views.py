@@ -44,7 +44,8 @@ def _int_arg(name: str) -> int | None:
 def list_users():
     actor = require_actor()
     require_staff(actor, "list accounts")
-    limit = _int_arg("limit") or DEFAULT_PAGE
+    limit = _int_arg("limit")
+    limit = DEFAULT_PAGE if limit is None else limit
     if not 1 <= limit <= MAX_PAGE:
         raise BadRequest(f"limit must be from 1 to {MAX_PAGE}")
     after = 0

@@ -146,12 +146,13 @@ _VISIBILITY = (
     "plus resident, desks_held, consent and charter_signed."
 )
 
+# Nested schemas first: apispec registers a nested schema itself when it meets it inside another.
 OPENAPI_SCHEMAS = {
+    "OrganisationConsent": ConsentSchema,
     "Organisation": OrganisationOutSchema,
     "OrganisationList": OrganisationListSchema,
     "OrganisationCreate": OrganisationCreateSchema,
     "OrganisationUpdate": OrganisationUpdateSchema,
-    "OrganisationConsent": ConsentSchema,
 }
 
 OPENAPI_PATHS = {

@@ -17,7 +17,7 @@ from node.extensions import babel, csrf, db, login_manager, migrate
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
 #: Domain modules whose ``views`` define blueprints named ``api`` and/or ``web``.
-DOMAINS = ("members", "organisations", "charters", "spaces", "events", "mail", "fedi", "ops", "web")
+DOMAINS = ("members", "organisations", "charters", "spaces", "events", "mail", "fedi", "ops", "demo", "web")
 
 
 def _select_locale() -> str:

@@ -34,13 +34,13 @@ def now_aware() -> datetime:
 
 def charter_reference() -> dict[str, str] | None:
     """What this node's actor says about its current charter (peers attest this)."""
-    from node.charters.services import current_version
+    from node.charters.services import charter_url, current_version
 
     version = current_version()
     if version is None:
         return None
     return {
-        "url": f"{current_app.config['HALLES_URL']}/charter.txt",
+        "url": charter_url(),
         "version": version.version,
         "sha256": version.sha256,
     }

@@ -213,7 +213,8 @@ def _contacts(organisation: Organisation) -> list[str]:
 
 def _queue_resign_emails(version: CharterVersion, organisations: list[Organisation]) -> None:
     place = current_app.config["HALLES_NAME"]
-    subject = f"[{place}] Nouvelle charte à signer / New charter to sign — version {version.version}"
+    # The queue's subject column holds 300 characters; a long place name must not break publishing.
+    subject = f"[{place}] Nouvelle charte à signer / New charter to sign — version {version.version}"[:300]
     for organisation in organisations:
         body = (
             f"Bonjour,\n\n"

@@ -46,7 +46,12 @@ def register_cli(app: Flask) -> None:
     @admin.command("create")
     @click.argument("email")
     @click.option("--name", default="", help="Full name shown to members.")
-    @click.option("--password", default=None, help="The password (prompted, hidden, if not given).")
+    @click.option(
+        "--password",
+        default=None,
+        help="The password; better left out: it is then asked for, hidden, twice (a value given here stays "
+        "in the shell history).",
+    )
     @click.option("--no-password", is_flag=True, help="Create without a password and print an API token instead.")
     @guarded
     def admin_create(email: str, name: str, password: str | None, no_password: bool) -> None:

@@ -288,7 +288,8 @@ def _invitation_email(invitation: Invitation, token: str, organisation: Organisa
     org_en = f" for {organisation.name}" if organisation else ""
     link = _url(f"/invitations/{token}")
     until = iso_utc(invitation.expires_at)
-    subject = f"[{_place()}] Invitation à rejoindre {_place()} / Invitation to join {_place()}"
+    # The queue's subject column holds 300 characters; a long place name must not break inviting.
+    subject = f"[{_place()}] Invitation à rejoindre {_place()} / Invitation to join {_place()}"[:300]
     body = (
         f"Bonjour,\n\n"
         f"Vous êtes invité·e à rejoindre {_place()} comme {role_fr}{org_fr}.\n"
@@ -412,7 +413,7 @@ def request_password_reset(email: str) -> None:
     minutes = int(RESET_VALIDITY.total_seconds() // 60)
     queue_email(
         user.email,
-        f"[{_place()}] Nouveau mot de passe / New password",
+        f"[{_place()}] Nouveau mot de passe / New password"[:300],
         (
             f"Bonjour,\n\nQuelqu'un (sans doute vous) a demandé à changer le mot de passe de votre compte "
             f"sur {_place()}. Choisissez-en un nouveau ici (lien valable {minutes} minutes) :\n\n{link}\n\n"

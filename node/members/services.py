@@ -426,23 +426,30 @@ def request_password_reset(email: str) -> None:
     db.session.flush()
 
 
-def reset_password(token: str, new_password: str) -> User:
-    """Set a new password with a reset link; the link then stops working, as do the person's other
-    pending links. Does not commit."""
+def find_password_reset(token: str) -> PasswordReset:
+    """The pending reset of a link token, or a 404/410 saying why it cannot be used (a web page can
+    call this before showing its form)."""
     digest = _link_token_hash(token)
     reset = None
     if digest is not None:
         reset = db.session.scalar(select(PasswordReset).where(PasswordReset.token_hash == digest))
     if reset is None:
         raise NotFound("this password reset link is not valid; ask for a new one")
-    now = utcnow()
     if reset.used_at is not None:
         raise Gone("this password reset link was already used; ask for a new one")
-    if reset.expires_at <= now:
+    if reset.expires_at <= utcnow():
         raise Gone(f"this password reset link expired on {iso_utc(reset.expires_at)}; ask for a new one")
-    user = reset.user
-    if not user.active:
+    if not reset.user.active:
         raise Gone("this account is deactivated; ask the office manager")
+    return reset
+
+
+def reset_password(token: str, new_password: str) -> User:
+    """Set a new password with a reset link; the link then stops working, as do the person's other
+    pending links. Does not commit."""
+    reset = find_password_reset(token)
+    now = utcnow()
+    user = reset.user
     check_password_rules(new_password)
     set_password(user, new_password)
     db.session.execute(

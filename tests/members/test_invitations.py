@@ -211,3 +211,20 @@ def test_deactivation_voids_pending_reset_links(app, client, cast, smtp_server):
     client.post(f"/api/v1/users/{cast.ids['member']}/deactivate", headers=cast.h("admin"))
     response = client.post(f"/api/v1/password-resets/{token}", json={"password": "nouveau mot de passe"})
     assert response.status_code == 410
+
+
+def test_a_very_long_place_name_does_not_break_emails(make_app, smtp_server):
+    from node.extensions import db
+    from node.members import services
+    from node.members.models import User
+
+    app = make_app(HALLES_NAME="Tiers-lieu " + "très " * 60, HALLES_SMTP_URL=smtp_server.url)
+    with app.app_context():
+        admin = User(email="root@example.org", role="admin")
+        db.session.add(admin)
+        db.session.flush()
+        services.invite(admin, "long@example.org", "member", None)
+        services.request_password_reset("root@example.org")
+        db.session.commit()
+    messages = _deliver(app, smtp_server, 2)
+    assert len(messages) == 2

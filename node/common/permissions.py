@@ -99,3 +99,28 @@ def directory_scope(user: Any, organisation_id: int | None) -> str:
     if manages(user, organisation_id):
         return "all"
     return "network"
+
+
+#: Roles that may publish events: a member organisation's manager, or staff.
+EVENT_PUBLISHERS = ("admin", "office_manager", "org_manager")
+
+
+def event_visibilities(user: Any) -> tuple[str, ...]:
+    """Which event visibilities ``user`` may see: anonymous visitors see public events; any signed-in
+    person also sees ``network`` and ``members`` ones. (Federation peers are handled by the fedi layer.)"""
+    if user is None or not getattr(user, "active", True):
+        return ("public",)
+    return ("public", "network", "members")
+
+
+def require_event_publisher(user: Any) -> None:
+    _need_user(user)
+    if user.role not in EVENT_PUBLISHERS:
+        raise Forbidden(
+            "only an organisation manager or the office manager can publish events; ask your organisation's manager"
+        )
+
+
+def require_event_manager(user: Any, organiser_ids: list[int], action: str) -> None:
+    """Change an event, or see who registered: staff, or a manager of one of its organisers."""
+    require_manager_of_any(user, organiser_ids, action)

@@ -49,20 +49,27 @@ class PeerView:
         }
 
 
-def resolve_actor(target: str) -> RemoteActor:
-    """An actor from a URL (actor URL or a node's home page) or an ``acct:user@host`` handle."""
+def resolve_actor(target: str, *, refresh: bool = True) -> RemoteActor:
+    """An actor from a URL (actor URL or a node's home page) or an ``acct:user@host`` handle.
+    Fetched afresh by default: a peering request must attest the charter the node shows *now*."""
     target = target.strip()
     if target.startswith("acct:") or ("@" in target and "://" not in target):
-        return get_actor(webfinger(target.removeprefix("acct:").lstrip("@")))
+        return get_actor(webfinger(target.removeprefix("acct:").lstrip("@")), refresh=refresh)
     if urlsplit(target).scheme not in ("http", "https"):
         raise InvalidInput(f"{target!r} is neither a URL nor an acct: handle")
+    if urlsplit(target).path in ("", "/"):
+        # A node's home page: its actor lives at /actor (Halles); other servers answer WebFinger.
+        try:
+            return get_actor(target.rstrip("/") + "/actor", refresh=refresh)
+        except ActorError:
+            pass
     try:
-        return get_actor(target)
+        return get_actor(target, refresh=refresh)
     except ActorError as first_error:
         base = target.rstrip("/")
         if not base.endswith("/actor"):
             try:
-                return get_actor(base + "/actor")
+                return get_actor(base + "/actor", refresh=refresh)
             except ActorError:
                 pass
         raise InvalidInput(str(first_error)) from None

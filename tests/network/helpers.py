@@ -27,12 +27,16 @@ def signed_organisation(node: Node, name: str = "Démocratie Ouverte") -> int:
                                 headers=node.admin_headers)
     assert response.status_code == 201, response.get_json()
     org_id = response.get_json()["id"]
+    sign_charter(node, org_id)
+    return org_id
+
+
+def sign_charter(node: Node, org_id: int) -> None:
     charter = node.client.get("/api/v1/charter").get_json()
     response = node.client.post("/api/v1/charter/signatures",
                                 json={"organisation_id": org_id, "sha256": charter["sha256"]},
                                 headers=node.admin_headers)
     assert response.status_code in (200, 201), response.get_json()
-    return org_id
 
 
 def create_event(node: Node, org_id: int, title: str, **fields) -> dict:

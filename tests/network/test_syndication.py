@@ -9,6 +9,7 @@ from tests.network.helpers import (
     network_titles,
     peer,
     remote_event_count,
+    sign_charter,
     signed_organisation,
 )
 from tests.support.nodes import settle
@@ -74,6 +75,7 @@ def test_visibility_network_and_members(three_nodes):
 
     # A new charter version: Lyon's attestation is outdated, so new network events stop reaching it.
     paris.publish_charter("2.0", "Charte du réseau, version 2\n")
+    sign_charter(paris, org)
     create_event(paris, org, "Réseau, après la charte 2", visibility="network")
     settle(nodes)
     assert "Réseau, après la charte 2" not in network_titles(lyon, headers=lyon.admin_headers)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from federation.urls import same_origin
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi import outbox
@@ -20,7 +21,7 @@ from node.fedi.models import Follow, OutboxEntry, RemoteActor, RemoteServer
 from node.fedi.remote import (
     RefusedObject,
     delete_remote_object,
-    purge_actor,
+    forget_actor,
     upsert_remote_event,
     upsert_remote_organisation,
 )
@@ -131,6 +132,8 @@ def on_answer(activity: dict[str, Any], actor: RemoteActor) -> str:
 def on_undo(activity: dict[str, Any], actor: RemoteActor) -> str:
     undone = activity.get("object")
     undone_type = undone.get("type") if isinstance(undone, dict) else None
+    if undone_type == "Announce":
+        return _undo_announce(undone, actor)
     follow = _follow_row(actor, "incoming")
     if follow is not None and (undone_type == "Follow" or object_id(undone) == follow.activity_id):
         follow.state = "removed"
@@ -139,9 +142,52 @@ def on_undo(activity: dict[str, Any], actor: RemoteActor) -> str:
     return "ignored: nothing to undo"
 
 
+@handles("Unfollow")
+def on_unfollow(activity: dict[str, Any], actor: RemoteActor) -> str:
+    """Gancio's own word for Undo(Follow) (server/federation/helpers.js ``unfollowActor``)."""
+    follow = _follow_row(actor, "incoming")
+    if follow is None or object_id(activity.get("object")) != load_identity().actor_url:
+        return "ignored: nothing to undo"
+    follow.state = "removed"
+    follow.decided_at = utcnow()
+    return "follower removed"
+
+
+def _undo_announce(announce: dict[str, Any], actor: RemoteActor) -> str:
+    """A re-share withdrawn (Mastodon unboost, Mobilizon unannounce). A copy that only reached us through
+    this re-share goes; one we also get from its origin (we follow it) just loses the credit."""
+    from node.events.models import Event
+
+    target = object_id(announce.get("object"))
+    event = db.session.scalar(select(Event).where(Event.ap_id == target)) if target else None
+    if event is None or event.shared_by_actor_id != actor.id:
+        return "ignored: nothing to undo"
+    follows_origin = db.session.scalar(
+        select(Follow.id).where(Follow.actor_id == event.origin_actor_id, Follow.direction == "outgoing",
+                                Follow.state == "accepted"))
+    if follows_origin is not None:
+        event.shared_by_actor_id = None
+        return "re-share withdrawn"
+    db.session.delete(event)
+    return "re-shared event removed"
+
+
 def _is_event(obj: Any) -> bool:
     kind = obj.get("type") if isinstance(obj, dict) else None
     return kind == "Event" or (isinstance(kind, list) and "Event" in kind)
+
+
+def _event_origin(obj: dict[str, Any], actor: RemoteActor) -> RemoteActor:
+    """The actor an event belongs to: its ``attributedTo`` when that is another actor of the sender's
+    server (a Mobilizon member creates the group's event), else the sender."""
+    attributed = object_id(obj.get("attributedTo")[0] if isinstance(obj.get("attributedTo"), list)
+                           and obj.get("attributedTo") else obj.get("attributedTo"))
+    if attributed and attributed != actor.ap_id and same_origin(attributed, actor.ap_id):
+        try:
+            return get_actor(attributed)
+        except ActorError:
+            return actor
+    return actor
 
 
 @handles("Create", "Update")
@@ -150,7 +196,7 @@ def on_create_or_update(activity: dict[str, Any], actor: RemoteActor) -> str:
     if not isinstance(obj, dict):
         return "ignored: object is not embedded"
     if _is_event(obj):
-        outcome = upsert_remote_event(obj, actor)
+        outcome = upsert_remote_event(obj, _event_origin(obj, actor))
     elif obj.get("type") == "Organization":
         outcome = upsert_remote_organisation(obj, actor)
     else:
@@ -165,34 +211,70 @@ def on_delete(activity: dict[str, Any], actor: RemoteActor) -> str:
     if target is None:
         raise RefusedObject("Delete without object")
     if target == actor.ap_id:
-        purge_actor(actor)
+        forget_actor(actor)
         return "actor purged"
-    removed = delete_remote_object(target, actor)
+    removed = delete_remote_object(target, actor, deleted_at=_deleted_time(activity))
     _forward_if_reshared(activity, target)
     return f"deleted {removed} object(s)"
 
 
-@handles("Announce")
-def on_announce(activity: dict[str, Any], actor: RemoteActor) -> str:
-    from node.fedi.http import fetch_document
+def _deleted_time(activity: dict[str, Any]):
+    from node.fedi.converters import ConversionError, parse_time
 
     obj = activity.get("object")
-    if isinstance(obj, str):
-        # Fetched from its own URL, so the origin vouches for it (the inbox checked the URL is allowed).
+    for value in ((obj.get("deleted") if isinstance(obj, dict) else None), activity.get("published")):
+        if isinstance(value, str):
+            try:
+                return parse_time(value, "deleted")
+            except ConversionError:
+                continue
+    return None
+
+
+@handles("Announce")
+def on_announce(activity: dict[str, Any], actor: RemoteActor) -> str:
+    """A re-share. An embedded object carrying its origin's proof is taken as is (the inbox verified
+    the proof). Anything else -- a URL, or an embedded copy without proof such as a Mobilizon group's
+    announce of its own event -- is fetched from its own URL, so its origin vouches for it."""
+    from node.fedi import compat
+
+    obj = activity.get("object")
+    target = object_id(obj)
+    if target is None:
+        raise RefusedObject("Announce without object")
+    if not (isinstance(obj, dict) and "proof" in obj):
+        embedded = obj if isinstance(obj, dict) else None
         try:
-            obj = fetch_document(obj)
+            obj = compat.fetch_object(target)
+        except compat.Gone:
+            return _announced_object_gone(target, actor)
         except Exception as exc:  # noqa: BLE001 - any failure: we cannot re-share what we cannot read
-            raise RefusedObject(f"cannot fetch the announced object: {exc}") from exc
+            if embedded is not None and same_origin(target, actor.ap_id):
+                obj = embedded  # the sender's own object, vouched for by its signature (FEP-fe34)
+            else:
+                raise RefusedObject(f"cannot fetch the announced object: {exc}") from exc
     if not _is_event(obj):
         return "ignored: only events are re-shared"
-    origin_url = object_id(obj.get("attributedTo")) or ""
+    origin_url = object_id(obj.get("attributedTo")[0] if isinstance(obj.get("attributedTo"), list)
+                           and obj.get("attributedTo") else obj.get("attributedTo")) or ""
+    if not same_origin(origin_url, target):
+        raise RefusedObject(f"announced object {target} is attributed to another origin ({origin_url})")
     try:
         origin = get_actor(origin_url)
     except ActorError as exc:
         raise RefusedObject(str(exc)) from exc
     if origin.ap_id == load_identity().actor_url:
         return "ignored: our own event"
-    return upsert_remote_event(obj, origin, shared_by=actor)
+    return upsert_remote_event(obj, origin, shared_by=actor if origin.id != actor.id else None)
+
+
+def _announced_object_gone(target: str, actor: RemoteActor) -> str:
+    """Mobilizon relays a deleted group event as an Announce of it: the origin answering 404/410 is how
+    we learn it is gone. Only the origin's server may make us delete it."""
+    if not same_origin(target, actor.ap_id):
+        return "ignored: the announced object no longer exists"
+    removed = delete_remote_object(target, actor)
+    return f"deleted {removed} object(s)" if removed else "ignored: the announced object no longer exists"
 
 
 def _forward_if_reshared(activity: dict[str, Any], target: str) -> None:

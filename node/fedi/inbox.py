@@ -19,6 +19,7 @@ from federation.proofs import verify_document
 from federation.urls import same_origin
 from node.common.errors import Forbidden, HallesError, Unauthorized
 from node.extensions import db
+from node.fedi import compat
 from node.fedi.handlers import actor_id, object_id
 from node.fedi.http import allow_private
 from node.fedi.keystore import domain_of, resolve_key
@@ -127,6 +128,10 @@ def _check_object(activity: dict[str, Any], actor: str) -> None:
     if kind == "Announce":
         if isinstance(obj, dict):
             origin = object_id(obj.get("attributedTo")) or target
+            if "proof" not in obj and target is not None and same_origin(target, actor):
+                # A server announcing its own object (a Mobilizon group relaying its event): the signed
+                # request vouches for it, and the worker fetches it again from its URL anyway.
+                return
             if origin is None or "proof" not in obj:
                 raise Unauthorized("an embedded re-shared object must carry its origin's proof")
             if target is None or not same_origin(target, origin):
@@ -149,17 +154,20 @@ def receive(method: str, url: str, headers: Any, body: bytes) -> Received:
     for domain in {domain_of(actor), _key_domain(headers)}:
         if domain and is_blocked(domain):
             raise Forbidden(f"{domain} is blocked by this node")
-    existing = db.session.scalar(select(InboxItem.id).where(InboxItem.activity_id == activity["id"]))
-    if existing is not None:
+    stored = db.session.scalar(select(InboxItem.activity).where(InboxItem.activity_id == activity["id"]))
+    key = compat.inbox_key(activity, stored)
+    if db.session.scalar(select(InboxItem.id).where(InboxItem.activity_id == key)) is not None:
         return Received(None, True)
     result = verify_request(method, url, headers, body, resolve_key, now=now_aware())
+    if not result.ok and result.reason == "unknown key" and compat.is_self_delete(activity):
+        return Received(None, False)  # an account we never knew deleted itself: nothing to forget
     if not result.ok:
         raise Unauthorized(f"HTTP signature: {result.reason}")
     if result.owner and is_blocked(domain_of(result.owner)):
         raise Forbidden(f"{domain_of(result.owner)} is blocked by this node")
     authenticate(activity, result.owner or "")
     item = InboxItem(
-        activity_id=activity["id"], activity_type=activity["type"][:40], signer=result.owner or "", activity=activity
+        activity_id=key, activity_type=activity["type"][:40], signer=result.owner or "", activity=activity
     )
     db.session.add(item)
     try:

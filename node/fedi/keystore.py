@@ -128,6 +128,10 @@ def _actor_from_key_document(key_id: str, refresh: bool) -> RemoteActor | None:
     except FetchError:
         return None
     owner = document.get("owner") or document.get("controller")
+    embedded = document.get("publicKey")
+    if owner is None and isinstance(embedded, dict) and embedded.get("id") == key_id:
+        # GoToSocial serves a stub of the actor at the key's own URL: the owner is in ``publicKey``.
+        owner = embedded.get("owner")
     if not isinstance(owner, str):
         return None
     try:

@@ -4,44 +4,66 @@ out-of-order protection (the origin's ``updated`` decides)."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
+from federation.urls import same_origin
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi.converters import ConversionError, object_to_event_fields, parse_time
-from node.fedi.models import RemoteActor, RemoteOrganisation
+from node.fedi.models import RemoteActor, RemoteOrganisation, Tombstone
 
 
 class RefusedObject(Exception):
     """The object cannot be stored; the message says why (logged on the inbox item)."""
 
 
+def _may_change(event: Any, origin: RemoteActor) -> bool:
+    """The actor that published the event, or another actor of the same server (FEP-fe34 origins):
+    a Mobilizon group's event is updated or deleted by the member who edits it, on the group's server."""
+    if event.origin_actor_id == origin.id:
+        return True
+    owner = db.session.get(RemoteActor, event.origin_actor_id) if event.origin_actor_id else None
+    return owner is not None and same_origin(owner.ap_id, origin.ap_id)
+
+
 def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: RemoteActor | None = None) -> str:
-    """Create or update the copy of a remote event. Returns what happened: created/updated/stale."""
+    """Create or update the copy of a remote event. Returns what happened: created/updated/stale.
+
+    Ordering: the origin's ``updated`` decides (an older or equal one is stale). An object without
+    ``updated`` (Gancio's Create) cannot be ordered: it is applied when it differs from what we hold,
+    and keeps the ordering key we had, so a later dated update still wins."""
     from node.events.models import Event
 
     try:
         fields = object_to_event_fields(obj)
     except ConversionError as exc:
         raise RefusedObject(str(exc)) from exc
+    updated = fields.pop("updated_at")
+    published = fields.pop("published_at")
     event = db.session.scalar(select(Event).where(Event.ap_id == fields["ap_id"]))
     if event is not None and event.origin_actor_id is None:
         raise RefusedObject("the object id is one of this node's own events")
-    if event is not None and event.origin_actor_id != origin.id:
+    if event is not None and not _may_change(event, origin):
         raise RefusedObject("only the event's origin can change it")
-    updated = fields.pop("updated_at") or utcnow()
-    if event is not None and event.updated_at >= updated:
-        # A duplicate, or an update overtaken by a newer one: the origin's clock decides.
-        return "stale"
+    if event is not None:
+        if updated is not None and event.updated_at >= updated:
+            # A duplicate, or an update overtaken by a newer one: the origin's clock decides.
+            return "stale"
+        if updated is None:
+            if event.remote_object == obj:
+                return "stale"
+            updated = event.updated_at
     created = event is None
     if created:
         event = Event(uuid=str(uuid.uuid4()), origin_actor_id=origin.id, created_at=utcnow())
         db.session.add(event)
+        updated = updated or published or utcnow()
     for key, value in fields.items():
         setattr(event, key, value)
-    if not event.city:
+    if not event.city and event.location_kind != "online":
         event.city = origin.city
     if shared_by is not None and created:
         event.shared_by_actor_id = shared_by.id
@@ -58,14 +80,33 @@ def _expand(event: Any) -> None:
     expand_occurrences(event)
 
 
-def delete_remote_object(object_id: str, origin: RemoteActor) -> int:
+def _deleted_after(ap_id: str, updated: datetime) -> bool:
+    tombstone = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == ap_id))
+    return tombstone is not None and tombstone.deleted_at >= updated
+
+
+def remember_deletion(object_id: str, former_type: str, deleted_at: datetime) -> None:
+    """Receivers keep a tombstone of what they purged, so a reordered older Create/Update that
+    arrives after the Delete does not bring the object back. A newer version (undeleted, consent
+    given again) is still accepted."""
+    tombstone = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == object_id))
+    if tombstone is None:
+        db.session.add(Tombstone(ap_id=object_id, former_type=former_type, deleted_at=deleted_at))
+    elif deleted_at > tombstone.deleted_at:
+        tombstone.deleted_at = deleted_at
+
+
+def delete_remote_object(object_id: str, origin: RemoteActor, deleted_at: datetime | None = None) -> int:
     """Purge a remote event or directory entry; only its origin may delete it."""
     from node.events.models import Event
 
+    if not same_origin(object_id, origin.ap_id):
+        raise RefusedObject("only the object's origin can delete it")
+    remember_deletion(object_id, "Object", deleted_at or utcnow())
     removed = 0
     event = db.session.scalar(select(Event).where(Event.ap_id == object_id))
     if event is not None:
-        if event.origin_actor_id != origin.id:
+        if not _may_change(event, origin):
             raise RefusedObject("only the event's origin can delete it")
         db.session.delete(event)
         removed += 1
@@ -85,6 +126,30 @@ def purge_actor(actor: RemoteActor) -> None:
     for event in db.session.scalars(select(Event).where(Event.origin_actor_id == actor.id)):
         db.session.delete(event)
     db.session.execute(delete(RemoteOrganisation).where(RemoteOrganisation.origin_actor_id == actor.id))
+
+
+def forget_actor(actor: RemoteActor) -> None:
+    """The actor deleted itself (Mastodon's Delete of an account): forget what it published, end every
+    follow with it, drop deliveries still waiting for its inbox, and the "shared by" credits it had."""
+    from node.events.models import Event
+    from node.fedi.models import Delivery, Follow
+
+    purge_actor(actor)
+    db.session.execute(update(Follow).where(Follow.actor_id == actor.id).values(state="removed",
+                                                                                decided_at=utcnow()))
+    inboxes = {url for url in (actor.inbox, actor.shared_inbox) if url}
+    # A shared inbox serves other actors of that server too: only the actor's own inbox is dropped,
+    # unless no other follower of ours still uses the shared one.
+    still_used = set(db.session.scalars(
+        select(RemoteActor.shared_inbox)
+        .join(Follow, Follow.actor_id == RemoteActor.id)
+        .where(RemoteActor.id != actor.id, Follow.state == "accepted", RemoteActor.shared_inbox.in_(inboxes))
+    ))
+    if inboxes - still_used:
+        db.session.execute(update(Delivery).where(Delivery.inbox_url.in_(inboxes - still_used),
+                                                  Delivery.state == "pending")
+                           .values(state="dead", last_error="the recipient deleted its account"))
+    db.session.execute(update(Event).where(Event.shared_by_actor_id == actor.id).values(shared_by_actor_id=None))
 
 
 def upsert_remote_organisation(obj: dict[str, Any], origin: RemoteActor) -> str:
@@ -112,7 +177,9 @@ def upsert_remote_organisation(obj: dict[str, Any], origin: RemoteActor) -> str:
     org = db.session.scalar(select(RemoteOrganisation).where(RemoteOrganisation.ap_id == ap_id))
     if org is not None and org.origin_actor_id != origin.id:
         raise RefusedObject("only the organisation's node can change it")
-    if org is not None and org.updated_at > updated:
+    if org is not None and org.updated_at >= updated:
+        return "stale"
+    if _deleted_after(ap_id, updated):
         return "stale"
     created = org is None
     if created:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, json, request
+from flask import Blueprint, Response, abort, current_app, json, render_template_string, request
 from sqlalchemy import func, select
 
 from federation.httpsig import verify_request
@@ -205,22 +205,59 @@ def activity(activity_uuid: str):
     return ap_response(entry.activity)
 
 
+#: Shown to browsers when no page of the web interface serves an object's URL yet: the object as this
+#: node published it (its ``summary`` and ``content`` were escaped by the converter that wrote them).
+OBJECT_PAGE = """<!doctype html>
+<html lang="{{ obj.get('inLanguage') or 'fr' }}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ obj.get('name') or 'Halles' }}</title>
+<link rel="alternate" type="application/activity+json" href="{{ url }}">
+</head>
+<body>
+<main>
+{% if gone %}<h1>Supprimé</h1><p>Cette page a été supprimée.</p>{% else %}
+<h1>{{ obj.get('name') }}</h1>
+{{ obj.get('summary', '') | safe }}
+{% if obj.get('type') == 'Event' %}{{ obj.get('content', '') | safe }}
+<p><a href="{{ obj.get('registrationUrl') or url }}">S'inscrire</a></p>{% endif %}
+{% endif %}
+</main>
+</body>
+</html>
+"""
+
+
+def _object_page(url: str, obj: dict[str, Any] | None, status: int) -> Response:
+    html = render_template_string(OBJECT_PAGE, obj=obj or {}, url=url, gone=obj is None)
+    return Response(html, status=status, mimetype="text/html", headers={"Vary": "Accept"})
+
+
 @web.before_app_request
 def activitypub_negotiation():
     """``/events/<uuid>`` and ``/organisations/<slug>`` answer ActivityPub JSON to servers that ask
-    for it, and 410 with a Tombstone once deleted; browsers get the HTML page."""
+    for it, and 410 with a Tombstone once deleted; browsers get the HTML page (a minimal one from the
+    published object while no page of the web interface serves that URL)."""
     path = request.path
     if request.method != "GET" or not (path.startswith("/events/") or path.startswith("/organisations/")):
         return None
-    if path.count("/") != 2 or "." in path.rsplit("/", 1)[1] or not wants_activitypub():
+    if path.count("/") != 2 or "." in path.rsplit("/", 1)[1]:
         return None
+    activitypub = wants_activitypub()
+    if not activitypub and request.url_rule is not None:
+        return None  # the web interface has a page for it
     url = current_app.config["HALLES_URL"] + path
     tombstone = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == url))
     if tombstone is not None:
+        if not activitypub:
+            return _object_page(url, None, 410)
         return ap_response(outbox.tombstone_object(url, tombstone.former_type) | {
             "deleted": tombstone.deleted_at.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=410)
     entry = outbox.last_published(url, ("public",))
     if entry is None or entry.activity_type == "Delete":
         abort(404)
     obj = entry.activity.get("object")
+    if not activitypub:
+        return _object_page(url, obj if isinstance(obj, dict) else None, 200)
     return ap_response(obj)

@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import select, update
 
-from node.common.timeutil import utcnow
+from node.common.timeutil import utcnow as utcnow_seconds
 from node.extensions import db
 from node.fedi.models import Delivery, OutboxEntry
 from node.fedi.transport import SendResult, post_activity
@@ -34,6 +34,13 @@ PER_SERVER_LIMIT = 4
 MAX_BACKOFF = timedelta(hours=6)
 #: Answers after which retrying is pointless: the inbox is gone or refuses the activity for good.
 PERMANENT_FAILURES = {400, 404, 405, 410, 413, 422}
+
+
+def utcnow():
+    """Naive UTC with microseconds: retry delays can be shorter than a second (tests, fast retries)."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass
@@ -130,6 +137,6 @@ def retry_dead(domain: str | None = None) -> int:
     query = update(Delivery).where(Delivery.state == "dead")
     if domain:
         query = query.where(Delivery.domain == domain)
-    result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow()))
+    result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow_seconds()))
     db.session.commit()
     return result.rowcount or 0

@@ -32,6 +32,12 @@ def now_aware() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def publication_stamp() -> str:
+    """``updated``/``deleted`` of what we publish: microseconds, so that two changes in the same second
+    stay ordered for receivers, who resolve late or reordered deliveries by this value."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def charter_reference() -> dict[str, str] | None:
     """What this node's actor says about its current charter (peers attest this)."""
     from node.charters.services import charter_url, current_version
@@ -184,5 +190,5 @@ def tombstone_object(ap_id: str, former_type: str) -> dict[str, Any]:
         "id": ap_id,
         "type": "Tombstone",
         "formerType": former_type,
-        "deleted": now_aware().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "deleted": publication_stamp(),
     }

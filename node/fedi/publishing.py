@@ -38,6 +38,7 @@ def on_event_change(action: str, event: Any) -> None:
         return
     obj = event_to_object(event, actor_url=identity.actor_url, followers_url=identity.followers_url,
                           remaining=_remaining(event))
+    obj["updated"] = outbox.publication_stamp()
     outbox.publish("Create" if previous is None else "Update", obj, audience=audience, object_id=event.ap_id)
     if previous == "public" and audience == "network":
         # Narrowed from public to network: everyone who is not a charter peer loses the event.
@@ -68,7 +69,7 @@ def organisation_object(org: Any, fields: dict[str, Any]) -> dict[str, Any]:
         "type": "Organization",
         "attributedTo": identity.actor_url,
         "name": fields.get("name"),
-        "updated": org.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "updated": outbox.publication_stamp(),
         "halles:directory": fields,
     }
     if fields.get("description"):
@@ -88,7 +89,9 @@ def on_organisation_change(action: str, org: Any) -> None:
     ap_id = organisation_id(org)
     for audience, scope in (("outsiders", "public"), ("network", "network")):
         gone = action == "delete" or getattr(org, "deleted_at", None) is not None
-        fields = {} if gone else {k: v for k, v in directory_entry(org, scope).items() if v not in (None, "", [])}
+        entry = {} if gone else directory_entry(org, scope)
+        # Local ids mean nothing elsewhere; empty values are simply not sent.
+        fields = {k: v for k, v in entry.items() if k not in ("id", "slug") and v not in (None, "", [])}
         previous = _previous_audience(ap_id, (audience,))
         if not fields.get("name"):
             if previous is not None:

@@ -1,0 +1,64 @@
+"""A node that was down catches up with everything it missed, through every outbox page."""
+
+import time
+
+from sqlalchemy import func, select
+
+from tests.network.helpers import create_event, network_titles, peer, signed_organisation
+from tests.support.nodes import settle
+
+
+def delivery_states(node):
+    from node.extensions import db
+    from node.fedi.models import Delivery
+
+    return node.query(lambda: dict(db.session.execute(
+        select(Delivery.state, func.count(Delivery.id)).group_by(Delivery.state)).all()))
+
+
+def remote_listing(node):
+    return {title: (item["status"], item["starts_at"]) for title, item in network_titles(node).items()
+            if item.get("origin")}
+
+
+def local_listing(node):
+    return {title: (item["status"], item["starts_at"]) for title, item in network_titles(node, scope="local").items()}
+
+
+def test_node_down_during_a_burst_of_200_changes_catches_up(three_nodes):
+    paris, lyon, _ = three_nodes
+    peer(lyon, paris, [paris, lyon])
+    org = signed_organisation(paris)
+    lyon.stop()
+    # A burst of 200 changes while Lyon is down: creations, updates, cancellations, deletions.
+    created = []
+    for number in range(120):
+        created.append(create_event(paris, org, f"Atelier {number:03d}",
+                                    starts_at=f"2031-06-{1 + number % 28:02d}T18:00:00+02:00",
+                                    ends_at=f"2031-06-{1 + number % 28:02d}T20:00:00+02:00"))
+    for event in created[:40]:
+        paris.client.patch(f"/api/v1/events/{event['id']}", json={"title": event["title"] + " (modifié)"},
+                           headers=paris.admin_headers)
+    for event in created[40:60]:
+        paris.client.post(f"/api/v1/events/{event['id']}/cancel", headers=paris.admin_headers)
+    for event in created[60:80]:
+        paris.client.delete(f"/api/v1/events/{event['id']}", headers=paris.admin_headers)
+    # Paris's worker keeps failing to reach Lyon until the retry budget is spent: dead letters.
+    deadline = time.monotonic() + 60
+    while delivery_states(paris).get("pending") and time.monotonic() < deadline:
+        paris.work_once()
+        time.sleep(0.05)
+    states = delivery_states(paris)
+    assert states.get("dead", 0) >= 200 and states.get("pending", 0) == 0, states
+
+    lyon.start()
+    result = lyon.cli("sync")
+    assert result.exit_code == 0, result.output
+    settle([paris, lyon])
+    assert remote_listing(lyon) == local_listing(paris)
+    assert len(remote_listing(lyon)) == 100
+
+    # Running sync again pulls nothing new and changes nothing.
+    again = lyon.cli("sync")
+    assert "0 new activities" in again.output
+    assert remote_listing(lyon) == local_listing(paris)

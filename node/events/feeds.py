@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -72,7 +72,22 @@ def vevent(event: Any) -> icalendar.Event:
     return item
 
 
+def _span(events: list[Any]) -> tuple[date, date]:
+    """First and last day the calendar covers, so each VTIMEZONE carries exactly the transitions needed."""
+    from sqlalchemy import func, select
+
+    from node.events.models import EventOccurrence
+    from node.extensions import db
+
+    ids = [event.id for event in events]
+    first = min(event.starts_at for event in events).date() - timedelta(days=1)
+    last = db.session.scalar(select(func.max(EventOccurrence.ends_at)).where(EventOccurrence.event_id.in_(ids)))
+    last = max(last or first, *(event.ends_at for event in events)).date() + timedelta(days=2)
+    return first, last
+
+
 def calendar(events: Iterable[Any], *, name: str) -> bytes:
+    events = list(events)
     cal = icalendar.Calendar()
     cal.add("prodid", "-//Halles//Events//EN")
     cal.add("version", "2.0")
@@ -82,8 +97,10 @@ def calendar(events: Iterable[Any], *, name: str) -> bytes:
     cal.add("x-wr-timezone", current_app.config["HALLES_TIMEZONE"])
     for event in events:
         cal.add_component(vevent(event))
-    # VTIMEZONE for every TZID used, generated from the tz database.
-    cal.add_missing_timezones()
+    # VTIMEZONE for every TZID used, generated from the tz database over the calendar's span.
+    if events:
+        first, last = _span(events)
+        cal.add_missing_timezones(first_date=first, last_date=last)
     return cal.to_ical()
 
 

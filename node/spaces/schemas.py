@@ -16,13 +16,10 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 from node.common.timeutil import as_aware_utc, iso_utc, to_utc_naive, zone
 from node.spaces.models import BOOKER_CATEGORIES, BOOKING_STATUSES
 from node.spaces.pricing import format_euros
+from node.spaces.services import local_zone_name
 
 # In a query string an unencoded '+' arrives as a space: '2026-03-02T14:00:00 01:00'.
 _SPACE_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
-
-
-def local_zone_name() -> str:
-    return current_app.config.get("HALLES_TIMEZONE") or "Europe/Paris"
 
 
 def local_iso(value: datetime | None) -> str | None:

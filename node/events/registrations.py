@@ -170,7 +170,8 @@ def _mail(registration: Registration, subject: str, lines: list[str]) -> None:
         f"{event.ap_id}",
         *_signature(),
     ]
-    queue_email(registration.email, f"{subject} — {event.title}", "\n".join(body))
+    title = event.title if len(event.title) <= 120 else event.title[:119] + "…"
+    queue_email(registration.email, f"{subject} — {title}", "\n".join(body))
 
 
 # --- lookups --------------------------------------------------------------------------------------

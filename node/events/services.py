@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import selectinload
 
 from node.charters.services import current_version, has_signed_current
 from node.common.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -214,7 +215,11 @@ def list_occurrences(
     meanwhile. ``start``/``end`` (naive UTC or aware) keep occurrences that end after ``start`` and begin
     before ``end``. Returns (rows, next cursor or None)."""
     limit = max(1, min(int(limit), MAX_LIMIT))
-    query = select(EventOccurrence, Event).join(Event, EventOccurrence.event_id == Event.id)
+    query = (
+        select(EventOccurrence, Event)
+        .join(Event, EventOccurrence.event_id == Event.id)
+        .options(selectinload(Event.organisers))
+    )
     query = _apply_filters(
         query, actor, scope=scope, start=_utc(start), end=_utc(end), q=q, category=category, city=city, tag=tag,
         language=language, free=free, accessible=accessible, public_only=public_only,
@@ -255,7 +260,8 @@ def list_events(actor: Any, *, limit: int = 500, public_only: bool = False, **fi
         query.group_by(EventOccurrence.event_id).order_by(first, EventOccurrence.event_id).limit(limit)
     ).all()
     ids = [row.event_id for row in ordered]
-    by_id = {event.id: event for event in db.session.scalars(select(Event).where(Event.id.in_(ids)))} if ids else {}
+    loaded = select(Event).where(Event.id.in_(ids)).options(selectinload(Event.organisers))
+    by_id = {event.id: event for event in db.session.scalars(loaded)} if ids else {}
     return [by_id[event_id] for event_id in ids if event_id in by_id]
 
 
@@ -346,7 +352,8 @@ def _resolve_values(data: dict[str, Any], event: Event | None) -> dict[str, Any]
     """Merge ``data`` over the event's current values (or the defaults) and check every rule.
     Returns the column values to set. Raises InvalidInput with what to fix."""
     values: dict[str, Any] = {}
-    values["title"] = _text(_pick(data, event, "title"), "title", 300, required=True)
+    # One line: the title goes into email subjects and feed headers, where a line break would break them.
+    values["title"] = " ".join(_text(_pick(data, event, "title"), "title", 300, required=True).split())
     values["description"] = _text(_pick(data, event, "description", ""), "description", 50_000)
     tzname = _pick(data, event, "timezone") or current_app.config["HALLES_TIMEZONE"]
     try:
@@ -366,6 +373,8 @@ def _resolve_values(data: dict[str, Any], event: Event | None) -> dict[str, Any]
         rule = normalize_rule(rule, first_local, tz) if rule else None
         starts = local_starts(first_local, rule, tz)
         exdates = _pick(data, event, "exdates", []) or []
+        if not rule and "exdates" not in data:
+            exdates = []  # the rule was removed: its exception dates go with it
         if exdates and not rule:
             raise RecurrenceError("exdates only apply to a recurring event: send an rrule too, or drop exdates")
         if "exdates" in data:

@@ -125,8 +125,8 @@ def test_weekly_event_stays_at_19h_paris_across_dst_with_exdates(client, world, 
 
 
 def test_open_ended_rule_gets_an_until_one_year_on(client, world):
-    response = client.post("/api/v1/events", json=event_body(days_ahead=3, rrule="FREQ=MONTHLY"),
-                           headers=world["headers"]["manager_a"])
+    body = event_body(starts_at="2027-01-10T19:00:00+01:00", ends_at="2027-01-10T21:00:00+01:00", rrule="FREQ=MONTHLY")
+    response = client.post("/api/v1/events", json=body, headers=world["headers"]["manager_a"])
     assert response.status_code == 201
     event = response.get_json()
     assert "UNTIL=" in event["rrule"]
@@ -361,3 +361,15 @@ def test_openapi_documents_every_events_endpoint(client):
         assert methods <= set(paths[path]), path
     assert "title" in spec["components"]["schemas"]["EventInput"]["properties"]
     assert "remaining" in spec["components"]["schemas"]["Event"]["properties"]
+
+
+def test_titles_are_one_line_and_dropping_the_rule_drops_its_exdates(client, world, create_event):
+    event = create_event(title="Débat\r\nBcc: victim@example.org", rrule="FREQ=WEEKLY;COUNT=3",
+                         exdates=[paris(17, "19:00").strftime("%Y-%m-%dT%H:%M:%S")])
+    assert event["title"] == "Débat Bcc: victim@example.org"
+    assert len(event["occurrences"]) == 2
+    single = client.patch(f"/api/v1/events/{event['id']}", json={"rrule": None},
+                          headers=world["headers"]["manager_a"])
+    assert single.status_code == 200, single.get_json()
+    assert (single.get_json()["rrule"], single.get_json()["exdates"]) == (None, [])
+    assert len(single.get_json()["occurrences"]) == 1

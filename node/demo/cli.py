@@ -20,7 +20,12 @@ def register_cli(app: Flask) -> None:
 
         if not 1024 <= base_port <= 65533:
             raise click.BadParameter("choose a port between 1024 and 65533", param_hint="--base-port")
-        run(base_port, Path(data_dir).resolve(), echo=click.echo)
+        try:
+            run(base_port, Path(data_dir).resolve(), echo=click.echo)
+        except RuntimeError as exc:
+            from node.cli import fail
+
+            fail(f"the demo could not start: {exc}")
 
     @app.cli.command("demo-seed")
     @click.argument("key", type=click.Choice(["paris", "lyon", "marseille"]))

@@ -145,7 +145,7 @@ NODES = [
              "duration": 8, "room": 0, "org": 0, "tags": ["festival", "citoyenneté"],
              "accessibility": {"step_free": True, "hearing_loop": True, "sign_language": True}, "capacity": None,
              "description": "Stands, débats et concerts : les associations marseillaises se présentent."},
-            {"title": "Permanence logement : connaître ses droits", "category": "training", "days": 1, "hour": 17,
+            {"title": "Permanence logement : connaître ses droits", "category": "training", "days": 2, "hour": 17,
              "duration": 2, "room": 0, "org": 0, "tags": ["logement", "droits"], "rrule": "FREQ=WEEKLY;COUNT=10",
              "accessibility": {"step_free": True, "easy_to_read": True}, "capacity": 25,
              "description": "Juristes bénévoles, sans rendez-vous."},

@@ -5,6 +5,7 @@ cleanly on Ctrl-C. A second run reuses the data folder (delete it to start afres
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def _wait_for(url: str, timeout: float = STARTUP_TIMEOUT) -> None:
 def run(base_port: int, data_dir: Path, *, echo=print, stop_after: float | None = None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     halles = _bin("halles")
+    # `kill` or a service manager stops the demo with SIGTERM: clean up exactly as for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     processes: list[subprocess.Popen] = []
     nodes = []
     try:
@@ -72,9 +75,14 @@ def run(base_port: int, data_dir: Path, *, echo=print, stop_after: float | None 
             fresh = not (instance / "node.json").exists()
             if fresh:
                 echo(f"· creating {spec['name']} ({spec['city']}) in {instance}")
-                _run([halles, "init", "--name", spec["name"], "--city", spec["city"], "--url", url,
-                      "--address", spec["address"]], env)
-                _run([halles, "demo-seed", spec["key"], "--password", DEMO_PASSWORD], env)
+                try:
+                    _run([halles, "init", "--name", spec["name"], "--city", spec["city"], "--url", url,
+                          "--address", spec["address"]], env)
+                    _run([halles, "demo-seed", spec["key"], "--password", DEMO_PASSWORD], env)
+                except RuntimeError:
+                    # Half-made nodes would be reused next time: start that one afresh instead.
+                    shutil.rmtree(instance, ignore_errors=True)
+                    raise
             else:
                 _run([halles, "db", "upgrade"], env)
             log = open(instance / "demo.log", "a")  # noqa: SIM115 - closed with the process
@@ -116,7 +124,12 @@ def run(base_port: int, data_dir: Path, *, echo=print, stop_after: float | None 
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+        signal.signal(signal.SIGTERM, previous)
         echo("demo stopped")
+
+
+def _interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _peer_all(nodes, halles: str) -> None:

@@ -245,16 +245,18 @@ def activitypub_negotiation():
     if path.count("/") != 2 or "." in path.rsplit("/", 1)[1]:
         return None
     activitypub = wants_activitypub()
-    if not activitypub and request.url_rule is not None:
-        return None  # the web interface has a page for it
     url = current_app.config["HALLES_URL"] + path
     tombstone = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == url))
     if tombstone is not None:
+        # Deleted: 410 for everyone, so crawlers and servers alike stop asking.
         if not activitypub:
             return _object_page(url, None, 410)
         return ap_response(outbox.tombstone_object(url, tombstone.former_type) | {
             "deleted": tombstone.deleted_at.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=410)
-    entry = outbox.last_published(url, ("public",))
+    if not activitypub and request.url_rule is not None:
+        return None  # the web interface has a page for it
+    # "outsiders" is the public projection of a directory entry (peers get a richer "network" twin).
+    entry = outbox.last_published(url, ("public", "outsiders"))
     if entry is None or entry.activity_type == "Delete":
         abort(404)
     obj = entry.activity.get("object")

@@ -38,6 +38,9 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_MAX_BODY_BYTES": ("MAX_CONTENT_LENGTH", "int"),
     "HALLES_TILE_URL": ("HALLES_TILE_URL", "str"),
     "HALLES_LOG_FORMAT": ("HALLES_LOG_FORMAT", "str"),
+    "HALLES_DELIVERY_MAX_ATTEMPTS": ("HALLES_DELIVERY_MAX_ATTEMPTS", "int"),
+    "HALLES_DELIVERY_BACKOFF_SECONDS": ("HALLES_DELIVERY_BACKOFF_SECONDS", "float"),
+    "HALLES_SYNC_INTERVAL_SECONDS": ("HALLES_SYNC_INTERVAL_SECONDS", "float"),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -55,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1_000_000,
     "HALLES_TILE_URL": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
     "HALLES_LOG_FORMAT": "text",
+    "HALLES_DELIVERY_MAX_ATTEMPTS": 12,
+    "HALLES_DELIVERY_BACKOFF_SECONDS": 30.0,
+    "HALLES_SYNC_INTERVAL_SECONDS": 300.0,
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -84,6 +90,11 @@ def _parse(env_name: str, kind: str, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{env_name}={raw!r} is not a whole number") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{env_name}={raw!r} is not a number") from None
     return raw
 
 
@@ -174,6 +185,13 @@ def validate(config: dict[str, Any]) -> None:
         )
     elif not config.get("TESTING") and url.scheme == "https" and len(str(secret)) < 32:
         problems.append("HALLES_SECRET_KEY is too short for production: use at least 32 random characters")
+    attempts = config.get("HALLES_DELIVERY_MAX_ATTEMPTS")
+    if not isinstance(attempts, int) or not 1 <= attempts <= 100:
+        problems.append("HALLES_DELIVERY_MAX_ATTEMPTS must be a whole number between 1 and 100")
+    for name in ("HALLES_DELIVERY_BACKOFF_SECONDS", "HALLES_SYNC_INTERVAL_SECONDS"):
+        value = config.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            problems.append(f"{name} must be a positive number of seconds")
     if config.get("HALLES_LOG_FORMAT") not in ("text", "json"):
         problems.append("HALLES_LOG_FORMAT must be text or json")
     if problems:

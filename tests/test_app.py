@@ -39,3 +39,14 @@ def test_bad_boolean_in_environment_is_named():
 def test_postgres_url_gets_the_psycopg_driver():
     config = load(environ={"DATABASE_URL": "postgres://u@h/db"})
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u@h/db"
+
+
+def test_federation_timings_come_from_the_environment_and_are_checked():
+    config = load({"SECRET_KEY": "x"}, environ={"HALLES_DELIVERY_BACKOFF_SECONDS": "2.5",
+                                                "HALLES_DELIVERY_MAX_ATTEMPTS": "5"})
+    assert config["HALLES_DELIVERY_BACKOFF_SECONDS"] == 2.5 and config["HALLES_DELIVERY_MAX_ATTEMPTS"] == 5
+    with pytest.raises(ConfigError, match="HALLES_SYNC_INTERVAL_SECONDS"):
+        load(environ={"HALLES_SYNC_INTERVAL_SECONDS": "soon"})
+    bad = load({"SECRET_KEY": "x"}, environ={"HALLES_DELIVERY_MAX_ATTEMPTS": "0"})
+    with pytest.raises(ConfigError, match="HALLES_DELIVERY_MAX_ATTEMPTS"):
+        validate(bad)

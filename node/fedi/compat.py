@@ -8,6 +8,10 @@
   the member's Create/Update; they receive an ``Announce`` by the group of the embedded event, with no
   proof (lib/federation/activity_pub/utils.ex ``maybe_relay_if_group_activity``). The object is
   fetched again from its id, so its origin vouches for its current state (and says when it is gone).
+- **Linked Data Signatures on top of proofs** (Fedify, Mastodon): Fedify signs an activity with its
+  FEP-8b32 proof first and *then* adds a Linked Data Signature (``signature``, RsaSignature2017) over
+  the result, as Mastodon does; its own inbox detaches ``signature`` before checking the proof
+  (``detachSignature`` in its inbox handler). ``detach_ld_signature`` does the same.
 - **Accounts deleted** (Mastodon): the Delete of an account is signed with the account's key while its
   actor URL already answers 410, so a server that never met the account cannot verify it. Like
   Mastodon's own inbox, such a Delete is acknowledged and nothing is stored.
@@ -41,6 +45,15 @@ def inbox_key(activity: dict[str, Any], stored: dict[str, Any] | None) -> str:
         return activity_id
     suffix = f"#halles-{body_hash(activity)[:24]}"
     return activity_id[: 500 - len(suffix)] + suffix
+
+
+def detach_ld_signature(document: dict[str, Any]) -> dict[str, Any]:
+    """The document without a Linked Data Signature (``signature`` with a ``signatureValue``), which is
+    added after the object integrity proof and so is not covered by it. Anything else is left alone."""
+    signature = document.get("signature")
+    if isinstance(signature, dict) and "signatureValue" in signature:
+        return {key: value for key, value in document.items() if key != "signature"}
+    return document
 
 
 def is_self_delete(activity: dict[str, Any]) -> bool:

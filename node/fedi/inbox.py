@@ -101,11 +101,13 @@ def authenticate(activity: dict[str, Any], signer: str) -> None:
     if signer != actor:
         if "proof" not in activity:
             raise Unauthorized(f"activity actor {actor} and signing key owner {signer} disagree")
-        result = verify_document(activity, resolve_key, now=now_aware(), expected_origin=actor)
+        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now_aware(),
+                                 expected_origin=actor)
         if not result.ok:
             raise Unauthorized(f"forwarded activity: {result.reason}")
     elif "proof" in activity:
-        result = verify_document(activity, resolve_key, now=now_aware(), expected_origin=actor)
+        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now_aware(),
+                                 expected_origin=actor)
         if not result.ok:
             raise Unauthorized(f"activity proof: {result.reason}")
     _check_object(activity, actor)

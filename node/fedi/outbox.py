@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from federation.proofs import sign_document
+from federation.vocab import DATA_INTEGRITY_CONTEXT
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi.identity import AS_CONTEXT, load_identity
@@ -88,9 +89,20 @@ def recipients(audience: str) -> dict[str, str]:
     return inboxes
 
 
+def with_proof_context(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the Data Integrity context in its ``@context``: without it, JSON-LD readers
+    (Fedify) drop ``proof`` as an undefined term and never see the proof (FEP-8b32)."""
+    context = document.get("@context", AS_CONTEXT)
+    contexts = context if isinstance(context, list) else [context]
+    if DATA_INTEGRITY_CONTEXT in contexts:
+        return document
+    return {**document, "@context": [*contexts, DATA_INTEGRITY_CONTEXT]}
+
+
 def sign(document: dict[str, Any]) -> dict[str, Any]:
     identity = load_identity()
-    return sign_document(document, identity.ed25519_key, identity.ed25519_key_id, created=now_aware())
+    return sign_document(with_proof_context(document), identity.ed25519_key, identity.ed25519_key_id,
+                         created=now_aware())
 
 
 def new_activity_id() -> str:

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from node.common.timeutil import utcnow as utcnow_seconds
 from node.extensions import db
 from node.fedi.models import Delivery, OutboxEntry
-from node.fedi.transport import SendResult, post_activity
+from node.fedi.transport import SendResult, post_activity, remember_flavour
 
 log = logging.getLogger("halles.delivery")
 
@@ -61,11 +63,21 @@ def _claim(limit: int) -> list[Claimed]:
     )
     if db.engine.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    ids = list(db.session.scalars(query))
-    if not ids:
+    candidates = list(db.session.scalars(query))
+    if not candidates:
         db.session.rollback()
         return []
-    db.session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(next_attempt_at=now + LEASE))
+    # Only the rows this UPDATE really changed are ours: on SQLite two workers can read the same
+    # candidates before either writes, and the second UPDATE then finds them leased already.
+    ids = list(db.session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates), Delivery.state == "pending", Delivery.next_attempt_at <= now)
+        .values(next_attempt_at=now + LEASE)
+        .returning(Delivery.id)
+    ))
+    if not ids:
+        db.session.commit()
+        return []
     rows = db.session.execute(
         select(Delivery.id, Delivery.inbox_url, Delivery.domain, OutboxEntry.activity)
         .join(OutboxEntry, Delivery.outbox_entry_id == OutboxEntry.id)
@@ -80,34 +92,64 @@ def _backoff(app: Flask, attempts: int) -> timedelta:
     return min(MAX_BACKOFF, timedelta(seconds=base * 2 ** max(0, attempts - 1)))
 
 
+#: Threads and per-server gates live as long as the worker: a slow server's deliveries keep their
+#: slots across rounds instead of a new round opening more connections to it.
+_executor: ThreadPoolExecutor | None = None
+_gates: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(PER_SERVER_LIMIT))
+_gates_lock = threading.Lock()
+#: How long a round waits for its deliveries; stragglers (a server answering one byte per second)
+#: finish in the background and record their own outcome, their rows stay leased meanwhile.
+ROUND_WAIT_SECONDS = 10
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="halles-delivery")
+    return _executor
+
+
 def send_due(limit: int = BATCH_SIZE) -> int:
-    """Worker task: send what is due. Returns how many deliveries were attempted."""
+    """Worker task: send what is due. Returns how many deliveries were started."""
     app = current_app._get_current_object()
     claimed = _claim(limit)
     if not claimed:
         return 0
-    semaphores: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(PER_SERVER_LIMIT))
-    lock = threading.Lock()
 
-    def send(item: Claimed) -> tuple[Claimed, SendResult]:
-        with lock:
-            gate = semaphores[item.domain]
+    def send(item: Claimed) -> None:
+        with _gates_lock:
+            gate = _gates[item.domain]
         with gate, app.app_context():
             try:
                 result = post_activity(item.inbox_url, item.activity)
-                db.session.commit()  # the signature flavour learned by the double knock
             except Exception as exc:  # noqa: BLE001 - a delivery failure is recorded, never raised
                 db.session.rollback()
                 result = SendResult(None, None, f"{type(exc).__name__}: {exc}")
-            return item, result
+            try:
+                _record(app, [(item, result)])
+            except Exception:  # noqa: BLE001 - the lease expires and the delivery is retried
+                db.session.rollback()
+                log.exception("could not record the outcome of delivery %s", item.id)
 
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(claimed))) as pool:
-        results = list(pool.map(send, claimed))
-    _record(app, results)
-    return len(results)
+    futures = [_pool().submit(send, item) for item in claimed]
+    wait(futures, timeout=ROUND_WAIT_SECONDS)
+    return len(claimed)
 
 
 def _record(app: Flask, results: list[tuple[Claimed, SendResult]]) -> None:
+    """Store outcomes; retried a few times when SQLite is busy or two threads add the same server."""
+    for attempt in range(5):
+        try:
+            _store_outcomes(app, results)
+            return
+        except (OperationalError, IntegrityError):
+            db.session.rollback()
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _store_outcomes(app: Flask, results: list[tuple[Claimed, SendResult]]) -> None:
     max_attempts = int(app.config.get("HALLES_DELIVERY_MAX_ATTEMPTS", 12))
     now = utcnow()
     ids = [claimed.id for claimed, _ in results]
@@ -118,6 +160,8 @@ def _record(app: Flask, results: list[tuple[Claimed, SendResult]]) -> None:
             continue
         row.attempts += 1
         row.last_status = result.status
+        if result.learned:
+            remember_flavour(item.domain, result.learned)
         if result.ok:
             row.state = "sent"
             row.sent_at = now

@@ -33,6 +33,8 @@ class SendResult:
     status: int | None
     flavour: str | None
     error: str | None = None
+    #: Set when the double knock found that this server accepts another flavour than we thought.
+    learned: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,6 +46,8 @@ def server_flavour(domain: str) -> str | None:
 
 
 def remember_flavour(domain: str, flavour: str) -> None:
+    """Store what a server accepted, in the caller's transaction (no savepoint: on SQLite a
+    savepoint that reads then writes fails at once when another writer committed meanwhile)."""
     server = db.session.scalar(select(RemoteServer).where(RemoteServer.domain == domain))
     if server is None:
         server = RemoteServer(domain=domain)
@@ -70,6 +74,11 @@ def _request(method: str, url: str, body: bytes | None, flavour: str, accept: st
         method, url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), stream=True,
         allow_redirects=False,
     )
+    if method == "POST" and response.ok:
+        # An inbox's answer body says nothing we need: do not wait for a server that trickles it.
+        response.close()
+        response._content = b""  # noqa: SLF001
+        return response
     _read_with_deadline(response)
     return response
 
@@ -105,9 +114,10 @@ def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str
             return None, SendResult(None, None, f"{type(exc).__name__}: {exc}")
         if response.status_code in (401, 403) and attempt == 0:
             continue
-        if response.status_code < 400 and server_flavour(domain) != flavour:
-            remember_flavour(domain, flavour)
-        return response, SendResult(response.status_code, flavour, None if response.ok else _error_text(response))
+        # The caller stores the flavour that worked (see delivery._record); sending writes nothing.
+        learned = flavour if response.status_code < 400 and flavour != preferred else None
+        return response, SendResult(response.status_code, flavour, None if response.ok else _error_text(response),
+                                    learned=learned)
     assert response is not None
     return response, SendResult(response.status_code, None, _error_text(response))
 

@@ -19,27 +19,62 @@ INBOX_BATCH = 200
 
 
 def process_inbox(limit: int = INBOX_BATCH) -> int:
-    """Apply pending inbox items in order, one savepoint each, one commit per batch."""
+    """Apply pending inbox items in order. On PostgreSQL: a savepoint per item and one commit per
+    batch (fast, and a failing item rolls back alone). On SQLite: a commit per item, because a
+    savepoint that reads then writes fails at once there when the web process wrote meanwhile."""
     query = select(InboxItem).where(InboxItem.state == "pending").order_by(InboxItem.id).limit(limit)
-    if db.engine.dialect.name == "postgresql":
+    postgres = db.engine.dialect.name == "postgresql"
+    if postgres:
         query = query.with_for_update(skip_locked=True)
-    items = db.session.scalars(query).all()
-    for item in items:
+    ids = list(db.session.scalars(query.with_only_columns(InboxItem.id)))
+    if not postgres:
+        db.session.rollback()
+        for item_id in ids:
+            _apply_alone(item_id)
+        return len(ids)
+    for item in db.session.scalars(select(InboxItem).where(InboxItem.id.in_(ids)).order_by(InboxItem.id)):
         try:
             with db.session.begin_nested():
                 outcome = apply(item.activity)
-            item.state = "ignored" if outcome.startswith("ignored") else "applied"
-            item.error = outcome if item.state == "ignored" else None
+            _mark(item, outcome)
         except RefusedObject as exc:
-            item.state = "ignored"
-            item.error = str(exc)[:1000]
+            _mark(item, f"ignored: {exc}", refused=True)
         except Exception as exc:  # noqa: BLE001 - one bad activity must not stop the queue
             log.exception("inbox item %s failed", item.activity_id)
-            item.state = "failed"
-            item.error = f"{type(exc).__name__}: {exc}"[:1000]
-        item.processed_at = utcnow()
+            _mark(item, f"{type(exc).__name__}: {exc}", failed=True)
     db.session.commit()
-    return len(items)
+    return len(ids)
+
+
+def _apply_alone(item_id: int) -> None:
+    item = db.session.get(InboxItem, item_id)
+    if item is None or item.state != "pending":
+        return
+    try:
+        outcome = apply(item.activity)
+        _mark(item, outcome)
+        db.session.commit()
+        return
+    except RefusedObject as exc:
+        db.session.rollback()
+        note, refused, failed = f"ignored: {exc}", True, False
+    except Exception as exc:  # noqa: BLE001 - one bad activity must not stop the queue
+        db.session.rollback()
+        log.exception("inbox item %s failed", item_id)
+        note, refused, failed = f"{type(exc).__name__}: {exc}", False, True
+    item = db.session.get(InboxItem, item_id)
+    _mark(item, note, refused=refused, failed=failed)
+    db.session.commit()
+
+
+def _mark(item: InboxItem, outcome: str, *, refused: bool = False, failed: bool = False) -> None:
+    if failed:
+        item.state, item.error = "failed", outcome[:1000]
+    elif refused or outcome.startswith("ignored"):
+        item.state, item.error = "ignored", outcome.removeprefix("ignored: ")[:1000]
+    else:
+        item.state, item.error = "applied", None
+    item.processed_at = utcnow()
 
 
 register_task("inbox", process_inbox)

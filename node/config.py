@@ -41,6 +41,9 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_DELIVERY_MAX_ATTEMPTS": ("HALLES_DELIVERY_MAX_ATTEMPTS", "int"),
     "HALLES_DELIVERY_BACKOFF_SECONDS": ("HALLES_DELIVERY_BACKOFF_SECONDS", "float"),
     "HALLES_SYNC_INTERVAL_SECONDS": ("HALLES_SYNC_INTERVAL_SECONDS", "float"),
+    "HALLES_RATE_LIMIT_INBOX": ("HALLES_RATE_LIMIT_INBOX", "str"),
+    "HALLES_RATE_LIMIT_REGISTRATIONS": ("HALLES_RATE_LIMIT_REGISTRATIONS", "str"),
+    "HALLES_RATE_LIMIT_LOGIN": ("HALLES_RATE_LIMIT_LOGIN", "str"),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -61,6 +64,10 @@ DEFAULTS: dict[str, Any] = {
     "HALLES_DELIVERY_MAX_ATTEMPTS": 12,
     "HALLES_DELIVERY_BACKOFF_SECONDS": 30.0,
     "HALLES_SYNC_INTERVAL_SECONDS": 300.0,
+    # COUNT/PERIOD token buckets (node/common/ratelimit.py); "off" disables one.
+    "HALLES_RATE_LIMIT_INBOX": "300/1m",
+    "HALLES_RATE_LIMIT_REGISTRATIONS": "30/10m",
+    "HALLES_RATE_LIMIT_LOGIN": "10/5m",
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -194,6 +201,9 @@ def validate(config: dict[str, Any]) -> None:
             problems.append(f"{name} must be a positive number of seconds")
     if config.get("HALLES_LOG_FORMAT") not in ("text", "json"):
         problems.append("HALLES_LOG_FORMAT must be text or json")
+    from node.common.ratelimit import validate_settings
+
+    problems.extend(validate_settings(config))
     if problems:
         raise ConfigError("configuration problems:\n  - " + "\n  - ".join(problems))
 

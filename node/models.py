@@ -1,6 +1,7 @@
 """Imports every model so the metadata (and Alembic autogenerate) sees the whole schema."""
 
 from node.charters.models import CharterSignature, CharterVersion  # noqa: F401
+from node.common.ratelimit import RateLimitBucket  # noqa: F401
 from node.events.models import Event, EventOccurrence, Registration  # noqa: F401
 from node.fedi.models import (  # noqa: F401
     Delivery,

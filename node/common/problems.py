@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, Response, json, render_template, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from node.common.errors import HallesError
@@ -25,6 +26,20 @@ def wants_json() -> bool:
     return best in ("application/json", "application/activity+json")
 
 
+#: SQLite's SQLITE_FULL result code; PostgreSQL's SQLSTATE disk_full.
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: OperationalError) -> bool:
+    """The database refused a write for lack of space (SQLite: disk or ``max_page_count``; PostgreSQL:
+    disk_full)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or getattr(orig, "sqlstate", None) == PG_DISK_FULL:
+        return True
+    return "database or disk is full" in str(orig) or "No space left on device" in str(orig)
+
+
 def _field_errors_text(messages: Any) -> str:
     if isinstance(messages, dict):
         parts = []
@@ -41,8 +56,26 @@ def register(app: Flask) -> None:
     @app.errorhandler(HallesError)
     def _domain_error(exc: HallesError):
         if wants_json():
-            return problem(exc.status, exc.title, exc.detail, **exc.extra)
-        return render_template("error.html", status=exc.status, title=exc.title, detail=exc.detail), exc.status
+            response = problem(exc.status, exc.title, exc.detail, **exc.extra)
+        else:
+            response = Response(render_template("error.html", status=exc.status, title=exc.title, detail=exc.detail),
+                                status=exc.status, mimetype="text/html")
+        # e.g. Retry-After on a 429 (node.common.ratelimit.TooManyRequests)
+        response.headers.update(getattr(exc, "headers", None) or {})
+        return response
+
+    @app.errorhandler(OperationalError)
+    def _database_error(exc: OperationalError):
+        if not is_disk_full(exc):
+            raise exc
+        # The failed transaction is rolled back (the session is removed after the request): what was
+        # stored before stays, nothing half-written remains.
+        app.logger.error("database full: %s", exc.orig)
+        detail = ("the database is full (no space left on the server's disk): nothing was saved. Try again "
+                  "later; the node's administrator must free disk space")
+        if wants_json():
+            return problem(507, "Insufficient storage", detail)
+        return render_template("error.html", status=507, title="Insufficient storage", detail=detail), 507
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError):

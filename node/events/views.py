@@ -15,6 +15,7 @@ from sqlalchemy import select
 from node.common.api import created, load
 from node.common.auth import api_login_required, current_actor, require_actor
 from node.common.errors import NotFound
+from node.common.ratelimit import rate_limited
 from node.common.timeutil import utcnow
 from node.events import feeds, registrations, services
 from node.events.schemas import (
@@ -174,6 +175,7 @@ def list_registrations(event_uuid: str):
 
 
 @api.post("/events/<event_uuid>/registrations")
+@rate_limited("registrations")
 def register(event_uuid: str):
     event = services.get_event(current_actor(), event_uuid)
     data = load(RegistrationInputSchema())
@@ -395,7 +397,9 @@ OPENAPI_PATHS = {
                           "404": _problem("Unknown"),
                           "409": _problem("Cancelled, past, already registered, or a remote event "
                                           "(registration_url says where to register)"),
-                          "422": _problem("Invalid input")},
+                          "422": _problem("Invalid input"),
+                          "429": _problem("Too many registrations from this address (Retry-After says when to "
+                                          "try again)")},
         },
     },
     "/api/v1/events/{event_uuid}/registrations.csv": {

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app, json, render_template
 from sqlalchemy import func, select
 
 from federation.httpsig import verify_request
+from node.common import ratelimit
 from node.extensions import db
 from node.fedi import inbox as inbox_module
 from node.fedi import outbox
@@ -111,6 +112,9 @@ def actor():
 @web.post("/inbox")
 @web.post("/actor/inbox")
 def inbox():
+    # Per remote server (the domain of the signing key, else the client's address), before any work:
+    # verifying means fetching keys and checking signatures, which a flood must not get for free.
+    ratelimit.enforce("inbox", inbox_module._key_domain(request.headers) or ratelimit.client_address())
     received = inbox_module.receive(request.method, inbox_module.request_url(request), request.headers,
                                     request.get_data(cache=False))
     return Response(status=202, headers={"X-Halles-Duplicate": "1"} if received.duplicate else {})

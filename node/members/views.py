@@ -9,6 +9,7 @@ from node.common.auth import api_login_required, require_actor
 from node.common.errors import Forbidden
 from node.common.pagination import decode_cursor, encode_cursor
 from node.common.permissions import is_staff, require_staff
+from node.common.ratelimit import rate_limited
 from node.extensions import db
 from node.members import services
 from node.members.models import ROLES
@@ -149,6 +150,7 @@ def accept_invitation(token: str):
 
 
 @api.post("/password-resets")
+@rate_limited("login")
 def request_password_reset():
     data = load(PasswordResetRequestSchema())
     services.request_password_reset(data["email"])
@@ -176,6 +178,7 @@ _PROBLEM_TEXT = {
     "410": "the link expired or was already used",
     "415": "the body is not JSON",
     "422": "invalid fields",
+    "429": "too many attempts from this address (Retry-After says when to try again)",
 }
 
 
@@ -300,7 +303,8 @@ OPENAPI_PATHS = {
             "summary": "Ask for a password reset link by email (same answer whether the address exists or not)",
             "tags": ["people"],
             "requestBody": {"required": True, "content": _json("PasswordResetRequest")},
-            "responses": {"202": {"description": "accepted", "content": _DETAIL}, **_problems("400", "415", "422")},
+            "responses": {"202": {"description": "accepted", "content": _DETAIL},
+                          **_problems("400", "415", "422", "429")},
         },
     },
     "/api/v1/password-resets/{token}": {

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:22:36.843393
+Create Date: 2026-11-25 23:16:24.523576
 
 """
 from alembic import op
@@ -93,6 +93,15 @@ def upgrade():
     )
     with op.batch_alter_table('outgoing_emails', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outgoing_emails_status'), ['status'], unique=False)
+
+    op.create_table('rate_limit_buckets',
+    sa.Column('key', sa.String(length=255), nullable=False),
+    sa.Column('tokens', sa.Float(), nullable=False),
+    sa.Column('updated', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_rate_limit_buckets'))
+    )
+    with op.batch_alter_table('rate_limit_buckets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_rate_limit_buckets_updated'), ['updated'], unique=False)
 
     op.create_table('remote_actors',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -432,6 +441,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_remote_actors_domain'))
 
     op.drop_table('remote_actors')
+    with op.batch_alter_table('rate_limit_buckets', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_rate_limit_buckets_updated'))
+
+    op.drop_table('rate_limit_buckets')
     with op.batch_alter_table('outgoing_emails', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outgoing_emails_status'))
 

@@ -1,0 +1,310 @@
+"""Rate limits: token buckets kept in the database, so every gunicorn worker (and every machine that
+shares the database) spends from the same budget, and a restart does not hand out a fresh one.
+
+A limit written ``N/period`` (``HALLES_RATE_LIMIT_*``, e.g. ``10/1m``) is a bucket that holds at most
+N tokens and refills at N per period: a client may make N requests at once, then one every
+period / N. Over any stretch of time T a client gets at most ``N + T * N / period`` requests through
+(the property the tests check). ``0`` or ``off`` turns a limit off.
+
+One row per (limit, client) in ``rate_limit_buckets``; taking a token is one ``INSERT ... ON CONFLICT
+DO UPDATE ... WHERE there is a token RETURNING`` statement on its own connection, committed at once:
+atomic on PostgreSQL (row lock) and SQLite (one writer), and independent of the request's own
+transaction, so a refused or failed request still counts. Call it before the request writes
+anything: on SQLite a second connection would wait for the request's own write lock.
+
+Limits in use (see ``LIMITS``): the inbox per remote server, event registrations per client address,
+sign-in attempts per client address (failed logins and password-reset requests)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from flask import current_app, request
+from sqlalchemy import Float, String, case, delete, literal, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from node.common.errors import HallesError
+from node.extensions import db
+
+#: limit name -> (config key, environment variable, default).
+LIMITS: dict[str, tuple[str, str, str]] = {
+    # A peer announcing a festival sends a few hundred activities; catch-up is pulled, not pushed.
+    "inbox": ("HALLES_RATE_LIMIT_INBOX", "HALLES_RATE_LIMIT_INBOX", "300/1m"),
+    # Citizens register without an account; a family or a class behind one address registers a few.
+    "registrations": ("HALLES_RATE_LIMIT_REGISTRATIONS", "HALLES_RATE_LIMIT_REGISTRATIONS", "30/10m"),
+    # Failed sign-ins (successful ones are free: 25 organisations share one office address).
+    "login": ("HALLES_RATE_LIMIT_LOGIN", "HALLES_RATE_LIMIT_LOGIN", "10/5m"),
+}
+KEY_LENGTH = 255
+#: One take in this many also deletes the buckets of that limit that have refilled completely.
+PRUNE_EVERY = 200
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd]?)\s*$")
+
+
+class TooManyRequests(HallesError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        #: Sent as HTTP headers by the problem handler.
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class RateLimitBucket(db.Model):
+    __tablename__ = "rate_limit_buckets"
+
+    #: "<limit>:<client>", e.g. "inbox:lyon.example" or "login:203.0.113.7".
+    key: Mapped[str] = mapped_column(String(KEY_LENGTH), primary_key=True)
+    #: Tokens left at ``updated`` (fractional: the bucket refills continuously).
+    tokens: Mapped[float] = mapped_column(Float)
+    #: Unix time in seconds; a plain number keeps the refill arithmetic in portable SQL.
+    updated: Mapped[float] = mapped_column(Float, index=True)
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+    def __str__(self) -> str:
+        return f"{self.count} per {_duration(self.seconds)}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    #: Whole tokens left after this request.
+    remaining: int
+    #: Seconds until a refused client may try again (0 when allowed).
+    retry_after: int
+
+
+def parse_rate(text: str | None) -> Rate | None:
+    """``"10/5m"`` -> Rate(10, 300); ``"0"``, ``"off"`` or empty -> None (no limit). ValueError with a
+    message an operator can act on for anything else."""
+    raw = (text or "").strip().lower()
+    if raw in ("", "0", "off", "none", "false"):
+        return None
+    match = _RATE.match(raw)
+    if not match:
+        raise ValueError(f"{text!r} is not a rate: write COUNT/PERIOD such as 10/1m, 300/1h or 5/30s, or off")
+    count = int(match.group(1))
+    amount = float(match.group(2)) if match.group(2) else 1.0
+    seconds = amount * _UNITS[match.group(3)]
+    if count == 0:
+        return None
+    if seconds <= 0:
+        raise ValueError(f"{text!r} has a zero period: write COUNT/PERIOD such as 10/1m")
+    return Rate(count, seconds)
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            amount = int(seconds // size)
+            return unit if amount == 1 else f"{amount} {unit}s"
+    return f"{seconds:g} seconds"
+
+
+def configured_rate(name: str) -> Rate | None:
+    config_key, _env, default = LIMITS[name]
+    return parse_rate(str(current_app.config.get(config_key, default)))
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+
+def _bucket_key(name: str, client: str) -> str:
+    key = f"{name}:{client}"
+    if len(key) > KEY_LENGTH:
+        key = f"{name}:sha256:{hashlib.sha256(client.encode()).hexdigest()}"
+    return key
+
+
+def _insert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def take(name: str, client: str, rate: Rate, *, now: float | None = None) -> Decision:
+    """Spend one token of ``client``'s bucket for limit ``name``; committed at once, on its own."""
+    now = time.time() if now is None else now
+    key = _bucket_key(name, client)
+    table = RateLimitBucket.__table__
+    capacity = float(rate.count)
+    elapsed = case((table.c.updated < now, literal(now) - table.c.updated), else_=0.0)
+    refilled = table.c.tokens + elapsed * rate.per_second
+    available = case((refilled > capacity, capacity), else_=refilled)
+    engine = db.engine
+    insert = _insert(engine.dialect.name)
+    statement = (
+        insert(table)
+        .values(key=key, tokens=capacity - 1, updated=now)
+        .on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={"tokens": available - 1, "updated": case((table.c.updated < now, now), else_=table.c.updated)},
+            where=available >= 1,
+        )
+        .returning(table.c.tokens)
+    )
+    with engine.begin() as connection:
+        left = connection.execute(statement).scalar()
+        if left is None:
+            row = connection.execute(select(table.c.tokens, table.c.updated).where(table.c.key == key)).one()
+        if random.random() < 1 / PRUNE_EVERY:  # noqa: S311 - spreading housekeeping, not security
+            _prune(connection, name, rate, now)
+    if left is not None:
+        return Decision(True, int(math.floor(left + 1e-9)), 0)
+    tokens, updated = row
+    have = min(capacity, tokens + max(0.0, now - updated) * rate.per_second)
+    return Decision(False, 0, max(1, math.ceil((1 - have) / rate.per_second)))
+
+
+def peek(name: str, client: str, rate: Rate, *, now: float | None = None) -> Decision:
+    """Would ``take`` succeed now? Reads only (for limits that charge failed attempts afterwards)."""
+    now = time.time() if now is None else now
+    table = RateLimitBucket.__table__
+    with db.engine.connect() as connection:
+        row = connection.execute(
+            select(table.c.tokens, table.c.updated).where(table.c.key == _bucket_key(name, client))
+        ).one_or_none()
+    if row is None:
+        return Decision(True, rate.count, 0)
+    have = min(float(rate.count), row.tokens + max(0.0, now - row.updated) * rate.per_second)
+    if have >= 1:
+        return Decision(True, int(math.floor(have + 1e-9)), 0)
+    return Decision(False, 0, max(1, math.ceil((1 - have) / rate.per_second)))
+
+
+def _prune(connection: Any, name: str, rate: Rate, now: float) -> int:
+    """Delete buckets of limit ``name`` that have refilled completely: they hold no information."""
+    table = RateLimitBucket.__table__
+    result = connection.execute(
+        delete(table).where(table.c.key.like(f"{name}:%"), table.c.updated < now - rate.seconds)
+    )
+    return result.rowcount or 0
+
+
+def prune(name: str, *, now: float | None = None) -> int:
+    """Housekeeping for limit ``name`` (also done now and then by ``take``)."""
+    rate = configured_rate(name)
+    if rate is None:
+        return 0
+    with db.engine.begin() as connection:
+        return _prune(connection, name, rate, time.time() if now is None else now)
+
+
+# --- in requests -----------------------------------------------------------------------------------
+
+
+def client_address() -> str:
+    """The client's address as the app sees it (ProxyFix applies ``HALLES_BEHIND_PROXY``). IPv6
+    clients are counted per /64: one household or host gets a whole /64 and can change the rest."""
+    raw = request.remote_addr or "unknown"
+    try:
+        address = ipaddress.ip_address(raw)
+    except ValueError:
+        return raw
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _refusal(name: str, client: str, rate: Rate, decision: Decision, what: str) -> TooManyRequests:
+    return TooManyRequests(
+        f"too many {what} from {client}: this node accepts {rate} (limit {name}); "
+        f"try again in {decision.retry_after} s",
+        decision.retry_after,
+    )
+
+
+WHAT = {"inbox": "activities", "registrations": "registrations", "login": "sign-in attempts"}
+
+
+def enforce(name: str, client: str) -> Decision | None:
+    """Spend a token or raise TooManyRequests (429 with Retry-After). None when the limit is off."""
+    rate = configured_rate(name)
+    if rate is None:
+        return None
+    decision = take(name, client, rate)
+    if not decision.allowed:
+        raise _refusal(name, client, rate, decision, WHAT.get(name, "requests"))
+    return decision
+
+
+def rate_limited(
+    name: str,
+    *,
+    key: Callable[[], str] = client_address,
+    methods: tuple[str, ...] = ("POST",),
+    failures_only: bool = False,
+):
+    """View decorator. Put it under the route decorator, above anything that reads the database:
+
+        @web.route("/login", methods=["GET", "POST"])
+        @rate_limited("login", failures_only=True)
+        def login(): ...
+
+    ``failures_only``: a request is refused while the bucket is empty, but only answers of 400 and more
+    spend a token (failed sign-ins count, successful ones do not)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if request.method not in methods:
+                return view(*args, **kwargs)
+            rate = configured_rate(name)
+            if rate is None:
+                return view(*args, **kwargs)
+            client = key()
+            what = WHAT.get(name, "requests")
+            if not failures_only:
+                enforce(name, client)
+                return view(*args, **kwargs)
+            decision = peek(name, client, rate)
+            if not decision.allowed:
+                raise _refusal(name, client, rate, decision, what)
+            try:
+                response = current_app.make_response(view(*args, **kwargs))
+            except Exception:
+                take(name, client, rate)  # an error answer (abort(401), a domain error) is a failure
+                raise
+            if response.status_code >= 400:
+                take(name, client, rate)
+            return response
+
+        wrapper.rate_limit = name  # type: ignore[attr-defined] - lets tests find limited views
+        return wrapper
+
+    return decorate
+
+
+def validate_settings(config: dict[str, Any]) -> list[str]:
+    """Problems with the HALLES_RATE_LIMIT_* settings, one line each (for ``config.validate``)."""
+    problems = []
+    for config_key, env_name, default in LIMITS.values():
+        try:
+            parse_rate(str(config.get(config_key, default)))
+        except ValueError as exc:
+            problems.append(f"{env_name}: {exc}")
+    return problems

@@ -1,0 +1,314 @@
+"""Rate limits: the token bucket itself (exact bound over any stretch of time, shared by concurrent
+clients, Retry-After that is honest) and the limits in place — the inbox per remote server,
+registrations and sign-in attempts per client address — answering 429 problems that change nothing."""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from node.common import ratelimit
+from node.common.ratelimit import Rate, parse_rate
+from node.config import ConfigError, load, validate
+from tests.network.test_inbox_security import create, event_object, inbox_count, post, signed
+from tests.resilience import tally
+
+# --- parsing and configuration --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10/1m", Rate(10, 60)), ("300/1h", Rate(300, 3600)), ("5/30s", Rate(5, 30)), ("5/30", Rate(5, 30)),
+    ("2/m", Rate(2, 60)), (" 7 / 2d ", Rate(7, 172800)), ("1/0.5s", Rate(1, 0.5)),
+    ("off", None), ("0", None), ("", None), ("0/1m", None),
+])
+def test_parse_rate(text, expected):
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize("text", ["ten per minute", "10", "10/-1m", "10/1y", "1/0s", "-3/1m"])
+def test_parse_rate_refuses_with_an_example(text):
+    with pytest.raises(ValueError, match="COUNT/PERIOD"):
+        parse_rate(text)
+
+
+def test_rate_reads_as_words():
+    assert str(Rate(10, 300)) == "10 per 5 minutes"
+    assert str(Rate(300, 3600)) == "300 per hour"
+    assert str(Rate(5, 30)) == "5 per 30 seconds"
+
+
+def test_limits_come_from_the_environment_and_are_validated(tmp_path):
+    environ = {"HALLES_INSTANCE": str(tmp_path), "HALLES_RATE_LIMIT_LOGIN": "5/1m", "HALLES_RATE_LIMIT_INBOX": "off",
+               "HALLES_RATE_LIMIT_REGISTRATIONS": "lots", "HALLES_SECRET_KEY": "x"}
+    config = load(environ=environ)
+    assert config["HALLES_RATE_LIMIT_LOGIN"] == "5/1m"
+    with pytest.raises(ConfigError) as refused:
+        validate(config)
+    message = str(refused.value)
+    assert "HALLES_RATE_LIMIT_REGISTRATIONS" in message and "COUNT/PERIOD" in message
+    assert "HALLES_RATE_LIMIT_LOGIN" not in message and "HALLES_RATE_LIMIT_INBOX" not in message
+    defaults = load(environ={"HALLES_INSTANCE": str(tmp_path)})
+    assert {name: defaults[key] for name, (key, _env, _default) in ratelimit.LIMITS.items()} == {
+        "inbox": "300/1m", "registrations": "30/10m", "login": "10/5m"}
+
+
+# --- the bucket -----------------------------------------------------------------------------------
+
+
+def fresh_key() -> str:
+    return f"client-{uuid.uuid4().hex}"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(1, 12),
+    seconds=st.sampled_from([1.0, 10.0, 60.0]),
+    gaps=st.lists(st.floats(0, 5, allow_nan=False), min_size=1, max_size=60),
+)
+def test_no_stretch_of_time_lets_more_through_than_the_rate(app_ctx, count, seconds, gaps):
+    rate = Rate(count, seconds)
+    key = fresh_key()
+    now = 1_000_000.0
+    accepted: list[float] = []
+    for gap in gaps:
+        now += gap
+        if ratelimit.take("test", key, rate, now=now).allowed:
+            accepted.append(now)
+    tally.inputs("rate-limit timeline requests", len(gaps))
+    # Over any window [a, b] a client gets at most count + (b - a) * rate through.
+    for i, start in enumerate(accepted):
+        for j in range(i, len(accepted)):
+            assert j - i + 1 <= count + (accepted[j] - start) * rate.per_second + 1e-6
+    # And the bucket is not stingy: the first `count` requests always pass.
+    assert len(accepted) >= min(count, len(gaps))
+
+
+def test_retry_after_is_when_a_token_is_back(app_ctx):
+    rate = Rate(3, 60)  # one token every 20 s
+    key = fresh_key()
+    for _ in range(3):
+        assert ratelimit.take("test", key, rate, now=100.0).allowed
+    refused = ratelimit.take("test", key, rate, now=100.0)
+    assert not refused.allowed and refused.retry_after == 20
+    assert not ratelimit.take("test", key, rate, now=100.0 + refused.retry_after - 1).allowed
+    later = ratelimit.take("test", key, rate, now=100.0 + refused.retry_after)
+    assert later.allowed and later.remaining == 0
+    # Refused requests do not spend: waiting the announced time always works.
+    again = ratelimit.take("test", key, rate, now=125.0)
+    assert not again.allowed and again.retry_after == math.ceil(20 - 5)
+
+
+def test_remaining_counts_down_and_clients_are_separate(app_ctx):
+    rate = Rate(2, 60)
+    assert [ratelimit.take("test", "a", rate, now=1.0).remaining for _ in range(2)] == [1, 0]
+    assert not ratelimit.take("test", "a", rate, now=1.0).allowed
+    assert ratelimit.take("test", "b", rate, now=1.0).allowed
+    assert ratelimit.take("other", "a", rate, now=1.0).allowed  # another limit, another bucket
+
+
+def test_a_clock_going_back_refills_nothing(app_ctx):
+    rate = Rate(1, 60)
+    assert ratelimit.take("test", "skewed", rate, now=1000.0).allowed
+    assert not ratelimit.take("test", "skewed", rate, now=900.0).allowed
+    assert not ratelimit.take("test", "skewed", rate, now=1059.0).allowed
+    assert ratelimit.take("test", "skewed", rate, now=1060.0).allowed
+
+
+def test_peek_reads_without_spending(app_ctx):
+    rate = Rate(1, 60)
+    assert ratelimit.peek("test", "p", rate, now=10.0).allowed
+    assert ratelimit.peek("test", "p", rate, now=10.0).allowed
+    assert ratelimit.take("test", "p", rate, now=10.0).allowed
+    assert ratelimit.peek("test", "p", rate, now=11.0) == ratelimit.Decision(False, 0, 59)
+
+
+def test_long_client_keys_are_hashed(app_ctx):
+    rate = Rate(1, 60)
+    client = "x" * 1000
+    assert ratelimit.take("test", client, rate, now=1.0).allowed
+    assert not ratelimit.take("test", client, rate, now=1.0).allowed
+
+
+def test_prune_deletes_only_full_buckets_of_that_limit(app):
+    from sqlalchemy import select
+
+    from node.common.ratelimit import RateLimitBucket
+    from node.extensions import db
+
+    app.config["HALLES_RATE_LIMIT_LOGIN"] = "5/1m"
+    with app.app_context():
+        ratelimit.take("login", "old", Rate(5, 60), now=1000.0)
+        ratelimit.take("login", "recent", Rate(5, 60), now=1100.0)
+        ratelimit.take("inbox", "old", Rate(5, 60), now=1000.0)
+        assert ratelimit.prune("login", now=1130.0) == 1
+        keys = set(db.session.scalars(select(RateLimitBucket.key)))
+    assert keys == {"login:recent", "inbox:old"}
+
+
+def test_concurrent_clients_share_one_budget_exactly(app):
+    """Threads with their own connections (as gunicorn workers have) take from one bucket: exactly
+    the budget passes, never more (PostgreSQL row lock, SQLite single writer)."""
+    rate = Rate(40, 3600)
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def client():
+        with app.app_context():
+            for _ in range(15):
+                allowed = ratelimit.take("test", "shared", rate).allowed
+                with lock:
+                    results.append(allowed)
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    tally.inputs("rate-limit concurrent requests", len(results))
+    assert len(results) == 120
+    assert results.count(True) == 40
+
+
+def test_client_address_groups_ipv6_by_64(app):
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "2001:db8:1:2:aaaa::1"}):
+        assert ratelimit.client_address() == "2001:db8:1:2::/64"
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "::ffff:198.51.100.7"}):
+        assert ratelimit.client_address() == "198.51.100.7"
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "198.51.100.7"}):
+        assert ratelimit.client_address() == "198.51.100.7"
+
+
+# --- the limits in place ----------------------------------------------------------------------------
+
+
+def assert_429(response, *, words: str) -> None:
+    assert response.status_code == 429, response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    retry_after = int(response.headers["Retry-After"])
+    assert retry_after >= 1
+    body = response.get_json()
+    assert body["status"] == 429 and body["retry_after"] == retry_after
+    assert words in body["detail"] and f"try again in {retry_after} s" in body["detail"]
+
+
+@pytest.fixture
+def limited_app(make_app):
+    return make_app(HALLES_RATE_LIMIT_REGISTRATIONS="3/1h", HALLES_RATE_LIMIT_LOGIN="2/1h")
+
+
+def test_registrations_are_limited_per_address_and_the_429_changes_nothing(limited_app, count_rows):
+    from tests.resilience.support import create_local_event
+
+    client = limited_app.test_client()
+    event = create_local_event(limited_app, capacity=100)
+    url = f"/api/v1/events/{event}/registrations"
+    one = {"REMOTE_ADDR": "198.51.100.7"}
+    statuses = [client.post(url, json={"name": f"P{n}", "email": f"p{n}@example.org"}, environ_base=one).status_code
+                for n in range(2)]
+    # A bad request spends a token too: each try costs the node a parse and a lookup.
+    statuses.append(client.post(url, json={"name": "no email"}, environ_base=one).status_code)
+    assert statuses == [201, 201, 422]
+    before = count_rows(limited_app)
+    refused = client.post(url, json={"name": "P9", "email": "p9@example.org"}, environ_base=one)
+    assert_429(refused, words="too many registrations from 198.51.100.7")
+    assert count_rows(limited_app) == before
+    other = client.post(url, json={"name": "Q", "email": "q@example.org"}, environ_base={"REMOTE_ADDR": "198.51.100.8"})
+    assert other.status_code == 201
+    # Reading is never limited.
+    assert client.get(f"/api/v1/events/{event}", environ_base=one).status_code == 200
+    tally.inputs("rate-limited requests", 5)
+
+
+def test_sign_in_limit_counts_failures_only(make_app):
+    from flask import abort
+
+    from node.common.ratelimit import rate_limited
+
+    app = make_app(HALLES_RATE_LIMIT_LOGIN="2/1h")
+
+    @app.post("/try-login")
+    @rate_limited("login", failures_only=True)
+    def try_login():
+        from flask import request
+
+        if request.form.get("password") != "right":
+            abort(401)
+        return "welcome"
+
+    client = app.test_client()
+    for _ in range(5):
+        assert client.post("/try-login", data={"password": "right"}).status_code == 200
+    assert client.post("/try-login", data={"password": "wrong"}).status_code == 401
+    assert client.post("/try-login", data={"password": "wrong"}).status_code == 401
+    # The bucket is empty: even the right password waits (a guesser cannot tell).
+    refused = client.post("/try-login", data={"password": "right"}, headers={"Accept": "application/json"})
+    assert_429(refused, words="too many sign-in attempts")
+    # Another address is not affected.
+    assert client.post("/try-login", data={"password": "right"},
+                       environ_base={"REMOTE_ADDR": "198.51.100.9"}).status_code == 200
+
+
+def test_password_reset_requests_spend_sign_in_tokens(limited_app, count_rows):
+    client = limited_app.test_client()
+    for _ in range(2):
+        assert client.post("/api/v1/password-resets", json={"email": "nobody@example.org"}).status_code == 202
+    before = count_rows(limited_app)
+    assert_429(client.post("/api/v1/password-resets", json={"email": "nobody@example.org"}),
+               words="too many sign-in attempts")
+    assert count_rows(limited_app) == before
+
+
+def test_html_pages_get_the_429_with_retry_after(make_app):
+    from node.common.ratelimit import rate_limited
+
+    app = make_app(HALLES_RATE_LIMIT_REGISTRATIONS="1/1h")
+
+    @app.post("/form")
+    @rate_limited("registrations")
+    def form():
+        return "ok"
+
+    client = app.test_client()
+    assert client.post("/form", headers={"Accept": "text/html"}).status_code == 200
+    refused = client.post("/form", headers={"Accept": "text/html"})
+    assert refused.status_code == 429
+    assert refused.mimetype == "text/html"
+    assert int(refused.headers["Retry-After"]) == 3600
+    assert "too many registrations" in refused.get_data(as_text=True)
+
+
+def test_a_limit_set_to_off_lets_everything_through(make_app):
+    from node.common.ratelimit import rate_limited
+
+    app = make_app(HALLES_RATE_LIMIT_REGISTRATIONS="off")
+
+    @app.post("/form")
+    @rate_limited("registrations")
+    def form():
+        return "ok"
+
+    client = app.test_client()
+    assert {client.post("/form").status_code for _ in range(50)} == {200}
+
+
+def test_inbox_is_limited_per_remote_server(make_node):
+    paris = make_node("Les Halles Civiques", "Paris", HALLES_RATE_LIMIT_INBOX="2/1h")
+    lyon = make_node("La Fabrique Commune", "Lyon")
+    marseille = make_node("Le Comptoir des Quartiers", "Marseille")
+    for _ in range(2):
+        assert post(paris, lyon, create(lyon, signed(lyon, event_object(lyon)))).status_code == 202
+    refused = post(paris, lyon, create(lyon, signed(lyon, event_object(lyon))))
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert int(refused.headers["Retry-After"]) == 1800
+    assert f"too many activities from 127.0.0.1:{lyon.port}" in refused.json()["detail"]
+    assert inbox_count(paris) == 2
+    # Another server has its own budget, even from the same address.
+    assert post(paris, marseille, create(marseille, signed(marseille, event_object(marseille)))).status_code == 202
+    assert inbox_count(paris) == 3
+    tally.inputs("rate-limited requests", 4)

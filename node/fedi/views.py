@@ -209,40 +209,21 @@ def activity(activity_uuid: str):
     return ap_response(entry.activity)
 
 
-#: Shown to browsers when no page of the web interface serves an object's URL yet: the object as this
-#: node published it (its ``summary`` and ``content`` were escaped by the converter that wrote them).
-OBJECT_PAGE = """<!doctype html>
-<html lang="{{ obj.get('inLanguage') or 'fr' }}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ obj.get('name') or 'Halles' }}</title>
-<link rel="alternate" type="application/activity+json" href="{{ url }}">
-</head>
-<body>
-<main>
-{% if gone %}<h1>Supprimé</h1><p>Cette page a été supprimée.</p>{% else %}
-<h1>{{ obj.get('name') }}</h1>
-{{ obj.get('summary', '') | safe }}
-{% if obj.get('type') == 'Event' %}{{ obj.get('content', '') | safe }}
-<p><a href="{{ obj.get('registrationUrl') or url }}">S'inscrire</a></p>{% endif %}
-{% endif %}
-</main>
-</body>
+#: What browsers get at the URL of a deleted object (servers get the Tombstone).
+GONE_PAGE = """<!doctype html>
+<html lang="fr">
+<head><meta charset="utf-8"><title>Supprimé</title>
+<link rel="alternate" type="application/activity+json" href="{{ url }}"></head>
+<body><main><h1>Supprimé</h1><p>Cette page a été supprimée.</p></main></body>
 </html>
 """
-
-
-def _object_page(url: str, obj: dict[str, Any] | None, status: int) -> Response:
-    html = render_template_string(OBJECT_PAGE, obj=obj or {}, url=url, gone=obj is None)
-    return Response(html, status=status, mimetype="text/html", headers={"Vary": "Accept"})
 
 
 @web.before_app_request
 def activitypub_negotiation():
     """``/events/<uuid>`` and ``/organisations/<slug>`` answer ActivityPub JSON to servers that ask
-    for it, and 410 with a Tombstone once deleted; browsers get the HTML page (a minimal one from the
-    published object while no page of the web interface serves that URL)."""
+    for it, and 410 with a Tombstone once deleted (browsers get a 410 page then); otherwise browsers
+    get the HTML page of the web interface."""
     path = request.path
     if request.method != "GET" or not (path.startswith("/events/") or path.startswith("/organisations/")):
         return None
@@ -254,16 +235,14 @@ def activitypub_negotiation():
     if tombstone is not None:
         # Deleted: 410 for everyone, so crawlers and servers alike stop asking.
         if not activitypub:
-            return _object_page(url, None, 410)
+            return Response(render_template_string(GONE_PAGE, url=url), status=410, mimetype="text/html",
+                            headers={"Vary": "Accept"})
         return ap_response(outbox.tombstone_object(url, tombstone.former_type) | {
             "deleted": tombstone.deleted_at.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=410)
-    if not activitypub and request.url_rule is not None:
-        return None  # the web interface has a page for it
+    if not activitypub:
+        return None  # browsers get the page of the web interface
     # "outsiders" is the public projection of a directory entry (peers get a richer "network" twin).
     entry = outbox.last_published(url, ("public", "outsiders"))
     if entry is None or entry.activity_type == "Delete":
         abort(404)
-    obj = entry.activity.get("object")
-    if not activitypub:
-        return _object_page(url, obj if isinstance(obj, dict) else None, 200)
-    return ap_response(obj)
+    return ap_response(entry.activity.get("object"))

@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/halles demo
 
 test: $(STAMP)
-	$(BIN)/ruff check node federation tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check node federation tests benchmarks
+	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

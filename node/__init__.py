@@ -71,6 +71,7 @@ def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -
     from node.openapi import bp as openapi_bp
 
     app.register_blueprint(openapi_bp)
+    importlib.import_module("node.ops.production").init_app(app)
     _configure_sqlite(app)
 
     from node import cli

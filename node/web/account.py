@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from flask_login import login_user, logout_user
 
 from node.common.errors import HallesError
+from node.common.ratelimit import rate_limited
 from node.extensions import db
 from node.members import services as members
 from node.web import forms
@@ -32,6 +33,7 @@ def _sign_in(user, remember: bool = False) -> None:
 
 
 @web.route("/login", methods=["GET", "POST"])
+@rate_limited("login", failures_only=True)
 def login():
     form = forms.LoginForm()
     if request.method == "GET":
@@ -67,6 +69,7 @@ def logout():
 
 
 @web.route("/password-reset", methods=["GET", "POST"])
+@rate_limited("login")
 def password_reset_request():
     form = forms.PasswordResetRequestForm()
     if form.validate_on_submit():

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from node.charters import services as charters
 from node.common.errors import HallesError, NotFound
 from node.common.permissions import directory_scope, event_visibilities
+from node.common.ratelimit import rate_limited
 from node.common.timeutil import utcnow
 from node.events import registrations
 from node.events import services as events
@@ -208,6 +209,7 @@ def event(event_uuid: str):
 
 
 @web.post("/events/<event_uuid>/register")
+@rate_limited("registrations")
 def event_register(event_uuid: str):
     event = _event_or_404(event_uuid)
     now = utcnow()

@@ -17,6 +17,7 @@ from node.common.ratelimit import Rate, parse_rate
 from node.config import ConfigError, load, validate
 from tests.network.test_inbox_security import create, event_object, inbox_count, post, signed
 from tests.resilience import tally
+from tests.resilience.support import create_local_event
 
 # --- parsing and configuration --------------------------------------------------------------------
 
@@ -202,8 +203,6 @@ def limited_app(make_app):
 
 
 def test_registrations_are_limited_per_address_and_the_429_changes_nothing(limited_app, count_rows):
-    from tests.resilience.support import create_local_event
-
     client = limited_app.test_client()
     event = create_local_event(limited_app, capacity=100)
     url = f"/api/v1/events/{event}/registrations"
@@ -312,3 +311,44 @@ def test_inbox_is_limited_per_remote_server(make_node):
     assert post(paris, marseille, create(marseille, signed(marseille, event_object(marseille)))).status_code == 202
     assert inbox_count(paris) == 3
     tally.inputs("rate-limited requests", 4)
+
+
+def test_web_sign_in_is_limited_per_address_on_failures(make_app):
+    from node.extensions import db
+    from node.members import services as members
+
+    app = make_app(HALLES_RATE_LIMIT_LOGIN="3/1h")
+    with app.app_context():
+        user = members.create_user(None, "camille@example.org", "admin", name="Camille")
+        members.set_password(user, "correct horse battery staple")
+        db.session.commit()
+    right = {"email": "camille@example.org", "password": "correct horse battery staple"}
+    wrong = {**right, "password": "guess"}
+    for _ in range(4):  # colleagues signing in from the office's one address spend nothing
+        client = app.test_client()
+        assert client.post("/login", data=right).status_code == 302
+    client = app.test_client()
+    assert [client.post("/login", data=wrong).status_code for _ in range(3)] == [401, 401, 401]
+    refused = client.post("/login", data=right)
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) == 1200
+    assert "too many sign-in attempts" in refused.get_data(as_text=True)
+    elsewhere = app.test_client().post("/login", data=right, environ_base={"REMOTE_ADDR": "198.51.100.20"})
+    assert elsewhere.status_code == 302
+    tally.inputs("rate-limited requests", 9)
+
+
+def test_web_registration_form_shares_the_registrations_limit(make_app, count_rows):
+    app = make_app(HALLES_RATE_LIMIT_REGISTRATIONS="2/1h")
+    event = create_local_event(app, capacity=50)
+    client = app.test_client()
+    form = {"name": "Alex", "email": "alex@example.org"}
+    assert client.post(f"/events/{event}/register", data=form).status_code == 302
+    # The API and the page spend from one budget per address.
+    assert client.post(f"/api/v1/events/{event}/registrations",
+                       json={"name": "Sacha", "email": "sacha@example.org"}).status_code == 201
+    before = count_rows(app)
+    refused = client.post(f"/events/{event}/register", data={"name": "Lou", "email": "lou@example.org"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) == 1800
+    assert count_rows(app) == before
+    tally.inputs("rate-limited requests", 3)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from node.charters.services import current_version, has_signed_current
@@ -42,6 +42,7 @@ from node.events.models import (
     VISIBILITIES,
     Event,
     EventOccurrence,
+    city_key,
 )
 from node.events.recurrence import (
     RecurrenceError,
@@ -111,15 +112,12 @@ def fold(text: str) -> str:
     return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
 
 
-def _text_match(event_row: Any, *, words: list[str], city: str | None, tag: str | None,
-                accessible: list[str]) -> bool:
+def _text_match(event_row: Any, *, words: list[str], tag: str | None, accessible: list[str]) -> bool:
     if words:
         haystack = " ".join([event_row.title or "", event_row.description or "", *(event_row.tags or [])])
         folded = fold(haystack)
         if not all(word in folded for word in words):
             return False
-    if city is not None and fold(event_row.city or "").strip() != city:
-        return False
     if tag is not None and tag not in {fold(str(t)).lstrip("#") for t in event_row.tags or []}:
         return False
     features = event_row.accessibility or {}
@@ -132,9 +130,10 @@ def _apply_filters(query, actor: Any, *, scope: str, start: datetime | None, end
                    public_only: bool = False):
     """Filters shared by listings and feeds, on a query joining EventOccurrence and Event.
 
-    Free text, city, tag and accessibility match in Python (accents and JSON columns behave differently
-    on SQLite and PostgreSQL); they narrow the SQL query to the matching event ids. A later full-text
-    index replaces this."""
+    The city is an SQL condition on its folded form (``Event.city_key``), so a city listing walks the
+    (starts_at, id) index from the cursor like any other. Free text, tag and accessibility match in
+    Python (accents and JSON columns behave differently on SQLite and PostgreSQL); they narrow the SQL
+    query to the matching event ids. A later full-text index replaces this."""
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}")
     visibilities = ("public",) if public_only else event_visibilities(actor)
@@ -160,13 +159,14 @@ def _apply_filters(query, actor: Any, *, scope: str, start: datetime | None, end
     for feature in features:
         if feature not in ACCESSIBILITY_FEATURES:
             raise InvalidInput(f"unknown accessibility feature {feature!r}: use {', '.join(ACCESSIBILITY_FEATURES)}")
+    if city:
+        conditions.append(Event.city_key == city_key(city))
     words = fold(q or "").split()
-    folded_city = fold(city).strip() if city else None
     folded_tag = fold(tag).strip().lstrip("#") if tag else None
     query = query.where(*conditions, *range_conditions)
-    if words or folded_city is not None or folded_tag is not None or features:
+    if words or folded_tag is not None or features:
         candidates = select(
-            Event.id, Event.title, Event.description, Event.tags, Event.city, Event.accessibility
+            Event.id, Event.title, Event.description, Event.tags, Event.accessibility
         ).where(*conditions)
         if range_conditions:
             candidates = candidates.where(
@@ -174,7 +174,7 @@ def _apply_filters(query, actor: Any, *, scope: str, start: datetime | None, end
             )
         ids = [
             row.id for row in db.session.execute(candidates)
-            if _text_match(row, words=words, city=folded_city, tag=folded_tag, accessible=features)
+            if _text_match(row, words=words, tag=folded_tag, accessible=features)
         ]
         query = query.where(Event.id.in_(ids)) if ids else query.where(Event.id.is_(None))
     return query
@@ -226,11 +226,11 @@ def list_occurrences(
     )
     if cursor:
         after_start, after_id = _decode_occurrence_cursor(cursor)
+        # ``starts_at >= x`` first: a plain range the (starts_at, id) index walks from the cursor on.
+        # The OR alone makes SQLite gather every later row through two index lookups and sort them.
         query = query.where(
-            or_(
-                EventOccurrence.starts_at > after_start,
-                and_(EventOccurrence.starts_at == after_start, EventOccurrence.id > after_id),
-            )
+            EventOccurrence.starts_at >= after_start,
+            or_(EventOccurrence.starts_at > after_start, EventOccurrence.id > after_id),
         )
     rows = db.session.execute(query.order_by(EventOccurrence.starts_at, EventOccurrence.id).limit(limit + 1)).all()
     page = rows[:limit]

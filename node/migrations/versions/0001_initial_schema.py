@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 23:16:24.523576
+Create Date: 2026-11-25 23:32:59.365927
 
 """
 from alembic import op
@@ -313,6 +313,7 @@ def upgrade():
     sa.Column('address', sa.String(length=300), nullable=False),
     sa.Column('postal_code', sa.String(length=20), nullable=False),
     sa.Column('city', sa.String(length=120), nullable=False),
+    sa.Column('city_key', sa.String(length=120), nullable=False),
     sa.Column('latitude', sa.Float(), nullable=True),
     sa.Column('longitude', sa.Float(), nullable=True),
     sa.Column('online_url', sa.String(length=500), nullable=True),

@@ -190,11 +190,30 @@ def _event_origin(obj: dict[str, Any], actor: RemoteActor) -> RemoteActor:
     return actor
 
 
+def _follows_server_of(actor: RemoteActor) -> bool:
+    """This node follows (accepted) the actor or another actor of its server: a Mobilizon group's
+    events come from its members. Events are imported from what the node chose to follow, never
+    pushed into its listings by any account that can sign a request."""
+    return db.session.scalar(
+        select(Follow.id).join(RemoteActor, Follow.actor_id == RemoteActor.id)
+        .where(RemoteActor.domain == actor.domain, Follow.direction == "outgoing", Follow.state == "accepted")
+        .limit(1)
+    ) is not None
+
+
+def _held(object_url: str) -> bool:
+    from node.events.models import Event
+
+    return db.session.scalar(select(Event.id).where(Event.ap_id == object_url)) is not None
+
+
 @handles("Create", "Update")
 def on_create_or_update(activity: dict[str, Any], actor: RemoteActor) -> str:
     obj = activity.get("object")
     if not isinstance(obj, dict):
         return "ignored: object is not embedded"
+    if _is_event(obj) and not _follows_server_of(actor) and not _held(str(obj.get("id"))):
+        return f"ignored: this node does not follow {actor.ap_id}"
     if _is_event(obj):
         outcome = upsert_remote_event(obj, _event_origin(obj, actor))
     elif obj.get("type") == "Organization":
@@ -242,6 +261,8 @@ def on_announce(activity: dict[str, Any], actor: RemoteActor) -> str:
     target = object_id(obj)
     if target is None:
         raise RefusedObject("Announce without object")
+    if not _follows_server_of(actor):
+        return f"ignored: this node does not follow {actor.ap_id}"
     if not (isinstance(obj, dict) and "proof" in obj):
         embedded = obj if isinstance(obj, dict) else None
         try:

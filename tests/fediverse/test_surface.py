@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from tests.fediverse.support import FakeServer
-from tests.network.helpers import create_event, signed_organisation
+from tests.network.helpers import create_event, network_titles, signed_organisation
 from tests.support.nodes import settle
 
 AP = "application/activity+json"
@@ -60,8 +60,12 @@ def test_nodeinfo_counts_users_and_local_events(make_node, fake_server):
     relay = gancio.serve_fixture("gancio_actor.json")
     node.cli("follow", relay["id"])
     settle([node])
+    accept = {"@context": "https://www.w3.org/ns/activitystreams", "id": f"{gancio.url}/federation/accept-1",
+              "type": "Accept", "actor": relay["id"], "object": gancio.received("Follow")[0]}
+    gancio.post(node, accept, key_id=relay["publicKey"]["id"])
     gancio.post(node, gancio.fixture("gancio_event_create.json", node.actor), key_id=relay["publicKey"]["id"])
     settle([node])
+    assert network_titles(node)["Ciné-club : Les Glaneurs et la Glaneuse"]["origin"]["actor"] == relay["id"]
     usage = requests.get(links[0]["href"], timeout=10).json()["usage"]
     assert usage["localPosts"] == 2 and usage["users"]["total"] == 1
 

@@ -110,6 +110,10 @@ class FakeServer:
             self.webfinger[f"acct:{handle}@{self.host}"] = document["id"]
         return document["id"]
 
+    def serve_at(self, path: str, document: dict[str, Any]) -> None:
+        """Serve a document at a path other than its id's (a key document at its own URL)."""
+        self.documents[path] = document
+
     def serve_fixture(self, name: str, *, handle: str | None = None) -> dict[str, Any]:
         document = self.fixture(name)
         self.serve(document, handle=handle)

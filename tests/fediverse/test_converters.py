@@ -238,6 +238,17 @@ def test_strict_about_what_makes_an_event(change, message):
         object_to_event_fields(obj)
 
 
+def test_mobilizon_external_registration_and_visio_metadata():
+    obj = fixture("mobilizon_event_create.json")["object"]
+    obj.update({"joinMode": "external", "externalParticipationUrl": "https://billetterie.example/repair",
+                "isOnline": True, "location": None})
+    obj["attachment"].append({"type": "PropertyValue", "propertyID": "mz:visio:jitsi_meet",
+                              "value": "https://meet.jit.si/RepairBelleville"})
+    fields = object_to_event_fields(obj)
+    assert fields["registration_url"] == "https://billetterie.example/repair"
+    assert fields["online_url"] == "https://meet.jit.si/RepairBelleville" and fields["location_kind"] == "online"
+
+
 def test_strings_are_cut_to_their_columns_and_unsafe_urls_dropped():
     obj = {"id": "https://x.example/e/1", "type": "Event", "name": "N" * 1000, "startTime": "2031-01-01T10:00:00Z",
            "image": "data:image/png;base64,AAAA", "url": "ftp://x.example/e/1",

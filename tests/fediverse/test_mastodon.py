@@ -4,6 +4,8 @@ node's deliveries reach a receiver that, like Mastodon before 4.5, only accepts 
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sqlalchemy import func, select
 
 from node.extensions import db
@@ -133,3 +135,18 @@ def test_tampered_mastodon_delivery_is_refused(make_node, fake_server):
                              key_id=alice["publicKey"]["id"], tamper=True)
     assert response.status_code == 401 and "digest" in response.json()["detail"]
     assert node.query(lambda: db.session.scalar(select(func.count(InboxItem.id)))) == 0
+
+
+def test_key_served_at_its_own_url(make_node, fake_server):
+    """GoToSocial gives keys their own URL (<actor>/main-key) and serves a stub of the actor there."""
+    server = fake_server(accept=("cavage",))
+    actor = server.fixture("mastodon_actor.json")
+    key_id = actor["id"] + "/main-key"
+    actor["publicKey"]["id"] = key_id
+    server.serve(actor)
+    server.serve_at(urlsplit(key_id).path, {"@context": actor["@context"], "id": actor["id"], "type": "Person",
+                                             "preferredUsername": "alice", "publicKey": actor["publicKey"]})
+    node = make_node()
+    assert server.post(node, server.fixture("mastodon_follow.json", node.actor), key_id=key_id).status_code == 202
+    settle([node])
+    assert follow_state(node, actor["id"]) == "accepted"

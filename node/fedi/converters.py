@@ -145,6 +145,8 @@ TITLE_MAX, PLACE_MAX, ADDRESS_MAX, POSTAL_MAX, CITY_MAX, URL_MAX = 300, 200, 300
 DESCRIPTION_MAX = 100_000
 MAX_TAGS, TAG_MAX = 30, 60
 DEFAULT_DURATION = timedelta(hours=2)
+#: Years an event may be dated in; anything else is a broken or hostile date.
+MIN_YEAR, MAX_YEAR = 1900, 2999
 
 
 # --- outgoing -------------------------------------------------------------------------------------
@@ -400,6 +402,9 @@ def parse_aware(value: Any, field: str) -> datetime:
     if parsed.tzinfo is None:
         # A floating time cannot be placed on the timeline without a zone; UTC is the least-wrong guess.
         parsed = parsed.replace(tzinfo=UTC)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        # Also keeps UTC conversion and the default duration clear of datetime's limits (year 1, 9999).
+        raise ConversionError(f"{field} {value[:60]!r} is out of range ({MIN_YEAR}-{MAX_YEAR})")
     return parsed
 
 
@@ -542,7 +547,7 @@ def _accessibility(obj: dict[str, Any]) -> dict[str, bool]:
     known = set(ACCESSIBILITY_LABELS)
     features: dict[str, bool] = {}
     for key in _as_list(obj.get("accessibility")):
-        if key in known:
+        if isinstance(key, str) and key in known:
             features[key] = True
     by_label = {label.lower(): key for key, label in ACCESSIBILITY_LABELS.items()}
     by_mobilizon = {property_id: (key, yes) for key, (property_id, yes) in MOBILIZON_ACCESSIBILITY.items()}
@@ -550,12 +555,14 @@ def _accessibility(obj: dict[str, Any]) -> dict[str, bool]:
         if not isinstance(item, dict) or "PropertyValue" not in _types(item.get("type")):
             continue
         property_id, value = item.get("propertyID"), item.get("value")
+        if not isinstance(property_id, str):
+            property_id = None
         if property_id in by_mobilizon:
             key, yes = by_mobilizon[property_id]
             if value == yes or (yes is True and _truthy(value)):
                 features[key] = True
             continue
-        if isinstance(property_id, str) and property_id.startswith(HALLES_ACCESSIBILITY_PREFIX):
+        if property_id and property_id.startswith(HALLES_ACCESSIBILITY_PREFIX):
             key = property_id.removeprefix(HALLES_ACCESSIBILITY_PREFIX)
         elif property_id in known:
             key = property_id
@@ -716,4 +723,5 @@ def is_public(obj: dict[str, Any], activity: dict[str, Any] | None = None) -> bo
     audience: list[Any] = []
     for holder in (obj, activity or {}):
         audience += _as_list(holder.get("to")) + _as_list(holder.get("cc"))
-    return any((a.get("id") if isinstance(a, dict) else a) in PUBLIC_ALIASES for a in audience)
+    ids = (a.get("id") if isinstance(a, dict) else a for a in audience)
+    return any(isinstance(i, str) and i in PUBLIC_ALIASES for i in ids)

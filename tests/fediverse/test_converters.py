@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.fedi.converters import (
     ConversionError,
@@ -269,3 +271,36 @@ def test_zone_for_offset():
 def test_is_public_reads_compact_and_full_forms():
     assert is_public({"to": ["as:Public"]}) and is_public({}, {"cc": "https://www.w3.org/ns/activitystreams#Public"})
     assert not is_public({"to": ["https://x.example/followers"]})
+
+
+def test_dates_out_of_range_are_refused_or_ignored():
+    obj = {"id": "https://x.example/e/1", "type": "Event", "name": "E", "startTime": "9999-12-31T23:59:59-14:00"}
+    with pytest.raises(ConversionError, match="out of range"):
+        object_to_event_fields(obj)
+    obj.update(startTime="2031-01-01T10:00:00Z", endTime="0001-01-01T00:00:00+14:00", updated="9999-12-31T23:00:00Z")
+    fields = object_to_event_fields(obj)
+    assert fields["ends_at"] == datetime(2031, 1, 1, 12) and fields["updated_at"] is None
+
+
+JSON_LEAVES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+               | st.sampled_from(["https://x.example/a", "javascript:x", "Place", "VirtualLocation", "PropertyValue",
+                                  "Link", "Document", "Hashtag", "2031-01-01T10:00:00+02:00", "fully"]))
+JSON_VALUES = st.recursive(JSON_LEAVES, lambda children: st.lists(children, max_size=3) | st.dictionaries(
+    st.sampled_from(["type", "id", "name", "url", "href", "address", "latitude", "longitude", "value", "propertyID",
+                     "mediaType", "streetAddress", "content"]), children, max_size=4), max_leaves=15)
+FIELDS = ["name", "nameMap", "summary", "content", "contentMap", "source", "endTime", "timezone", "location",
+          "attachment", "tag", "image", "url", "category", "hallesCategory", "inLanguage", "ical:status", "status",
+          "maximumAttendeeCapacity", "price", "recurrence", "exceptionDates", "updated", "published",
+          "registrationUrl", "externalParticipationUrl", "accessibility", "isOnline", "visibility"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=10))
+def test_any_json_gives_fields_or_a_conversion_error(extra):
+    """Whatever shapes a server sends, the converter answers fields or a ConversionError, never a crash."""
+    obj = {"id": "https://x.example/e/1", "type": "Event", "name": "E", "startTime": "2031-01-01T10:00:00Z"} | extra
+    try:
+        fields = object_to_event_fields(obj)
+    except ConversionError:
+        return
+    assert fields["ends_at"] > fields["starts_at"] and len(fields["title"]) <= 300

@@ -30,6 +30,8 @@ ACCEPTED_TYPES = ("application/activity+json", "application/ld+json", "applicati
 #: Inbox bodies are small; a festival announcement is a few KB.
 MAX_INBOX_BYTES = 256 * 1024
 MAX_DEPTH = 16
+#: Ids are stored in 500-character columns; a longer one is refused rather than failing in the database.
+MAX_ID_LENGTH = 500
 
 
 class BadActivity(HallesError):
@@ -82,6 +84,8 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
             raise BadActivity(f"the activity has no {field}")
     if not isinstance(activity["id"], str) or urlsplit(activity["id"]).scheme not in ("http", "https"):
         raise BadActivity("the activity id must be an http(s) URL")
+    if len(activity["id"]) > MAX_ID_LENGTH:
+        raise BadActivity(f"the activity id is longer than {MAX_ID_LENGTH} characters")
     if not isinstance(activity["type"], str):
         raise BadActivity("the activity type must be a string")
     if actor_id(activity) is None:

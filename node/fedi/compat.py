@@ -24,9 +24,8 @@ import json
 from typing import Any
 
 from federation.errors import FetchError
-from federation.fetch import fetch_document
 from federation.urls import same_origin
-from node.fedi.http import allow_private, session
+from node.fedi import http
 
 #: HTTP statuses with which an origin says an object no longer exists.
 GONE_STATUSES = (404, 410)
@@ -74,7 +73,7 @@ def fetch_object(url: str) -> dict[str, Any]:
     """GET an object from its own URL (safe fetch). Raises ``Gone`` when the origin says it no longer
     exists and ``FetchError`` for anything else, including a document claiming another origin."""
     try:
-        fetched = fetch_document(session(), url, allow_private=allow_private())
+        fetched = http.fetch(url)
     except FetchError as exc:
         if getattr(exc, "status", None) in GONE_STATUSES:
             raise Gone(url) from exc

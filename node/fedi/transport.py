@@ -14,7 +14,7 @@ from sqlalchemy import select
 from federation import httpsig
 from federation.fetch import check_url_allowed
 from node.extensions import db
-from node.fedi.http import allow_private, session
+from node.fedi.http import allow_private, deadline, resolver, session
 from node.fedi.identity import load_identity
 from node.fedi.keystore import domain_of
 from node.fedi.models import RemoteServer
@@ -70,16 +70,24 @@ def _request(method: str, url: str, body: bytes | None, flavour: str, accept: st
     if accept:
         headers["Accept"] = accept
     headers.update(httpsig.sign_request(method, url, headers, body, key, key_id, flavour=flavour, now=now_aware()))
-    response = session().request(
-        method, url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), stream=True,
-        allow_redirects=False,
-    )
-    if method == "POST" and response.ok:
-        # An inbox's answer body says nothing we need: do not wait for a server that trickles it.
-        response.close()
-        response._content = b""  # noqa: SLF001
-        return response
-    _read_with_deadline(response)
+    # The deadline covers the whole exchange: a server trickling its status line, headers or body
+    # one byte at a time is cut off (read timeouts alone only bound the gap between two bytes).
+    with deadline(TOTAL_DEADLINE) as state:
+        try:
+            response = session().request(
+                method, url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), stream=True,
+                allow_redirects=False,
+            )
+            if method == "POST" and response.ok:
+                # An inbox's answer body says nothing we need: do not wait for a server that trickles it.
+                response.close()
+                response._content = b""  # noqa: SLF001
+                return response
+            _read_with_deadline(response)
+        except requests.RequestException as exc:
+            if state.expired.is_set():
+                raise requests.Timeout(f"cut off after {TOTAL_DEADLINE} s: {url} answers too slowly") from exc
+            raise
     return response
 
 
@@ -102,7 +110,7 @@ def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str
     requests.Response | None, SendResult
 ]:
     """Send a signed request; on 401/403 knock again with the other flavour once."""
-    check_url_allowed(url, allow_private=allow_private())
+    check_url_allowed(url, allow_private=allow_private(), resolver=resolver())
     domain = domain_of(url)
     preferred = server_flavour(domain) or "rfc9421"
     order = [preferred] + [f for f in FLAVOURS if f != preferred]

@@ -1,0 +1,141 @@
+"""Upgrades: `halles db upgrade` brings a database made by an earlier schema (committed fixture of
+revision 0001 with sample rows, see schema_fixture.py) to head with its data intact, and is safe to
+run at every start; the whole migration chain goes down to base and up again on both backends."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.pool import NullPool
+
+from node import MIGRATIONS_DIR
+from node.ops.doctor import database_revisions, migration_heads
+from tests.deploy.conftest import KINDS, dispose
+from tests.deploy.data import EVENT, admin_headers, rows_by_key
+from tests.deploy.schema_fixture import POSTGRES_DUMP, REVISION, SQLITE_DUMP
+from tests.support.requirements import missing
+
+
+def load_fixture(kind: str, url: str) -> None:
+    if kind == "sqlite":
+        connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            connection.executescript(SQLITE_DUMP.read_text(encoding="utf-8"))
+        finally:
+            connection.close()
+        return
+    psql = shutil.which("psql")
+    if psql is None:
+        missing("postgres", "psql (PostgreSQL client) is not installed")
+    subprocess.run([psql, "--quiet", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--file", str(POSTGRES_DUMP),
+                    url.replace("postgresql+psycopg://", "postgresql://")], check=True, capture_output=True)
+
+
+def columns_of(url: str) -> dict[str, set[str]]:
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            return {name: {column["name"] for column in inspector.get_columns(name)}
+                    for name in inspector.get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def app_for(url, tmp_path, make_app_config=None):
+    from node import create_app
+    from node.instance import generate_keys
+
+    instance = tmp_path / "instance"
+    instance.mkdir(exist_ok=True)
+    generate_keys(instance)
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, "HALLES_INSTANCE": str(instance), "SECRET_KEY": "t" * 40,
+                       "HALLES_URL": "https://halles.example.org", "TESTING": True, "WTF_CSRF_ENABLED": False,
+                       **(make_app_config or {})})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_fixture_is_a_database_of_revision_0001(kind, empty_database, tmp_path):
+    """If 0001 was regenerated (allowed only before any node is deployed), remake the fixtures:
+    `TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test .venv/bin/python -m tests.deploy.schema_fixture`."""
+    from flask_migrate import upgrade
+
+    fixture_url = empty_database(kind)
+    load_fixture(kind, fixture_url)
+    assert database_revisions(fixture_url) == {REVISION}
+    reference_url = empty_database(kind)
+    app = app_for(reference_url, tmp_path)
+    try:
+        with app.app_context():
+            upgrade(directory=MIGRATIONS_DIR, revision=REVISION)
+    finally:
+        dispose(app)
+    assert columns_of(fixture_url) == columns_of(reference_url), (
+        "tests/deploy/fixtures no longer match migration 0001: remake them with "
+        "`python -m tests.deploy.schema_fixture` (see its docstring)")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_upgrade_from_an_earlier_schema_keeps_every_row(kind, empty_database, tmp_path):
+    url = empty_database(kind)
+    load_fixture(kind, url)
+    before = rows_by_key(url)
+    assert len(before["events"]) == 1 and len(before["organisations"]) == 1 and len(before["follows"]) == 1
+
+    app = app_for(url, tmp_path)
+    try:
+        runner = app.test_cli_runner()
+        for _ in range(2):  # at every start: the second run must change nothing
+            result = runner.invoke(args=["db", "upgrade"])
+            assert result.exit_code == 0, result.output
+        assert database_revisions(url) == migration_heads()
+
+        after = rows_by_key(url)
+        for table, rows in before.items():
+            if table == "alembic_version":
+                continue
+            assert set(after[table]) == set(rows), f"rows of {table} changed"
+            for key, row in rows.items():
+                # New columns may appear; every old column keeps its value.
+                assert {column: after[table][key][column] for column in row} == row, f"{table} {key} changed"
+
+        client = app.test_client()
+        listing = client.get("/api/v1/events").get_json()
+        assert [item["title"] for item in listing["items"]] == [EVENT["title"]]
+        # Sequences came through too: new rows get new ids.
+        headers = admin_headers(app, "new-admin@halles.example.org")
+        response = client.post("/api/v1/organisations", json={"name": "Nouvelle association", "description": "x"},
+                               headers=headers)
+        assert response.status_code == 201, response.get_json()
+        assert response.get_json()["id"] not in {key[0] for key in before["organisations"]}
+    finally:
+        dispose(app)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_downgrade_to_base_and_upgrade_again(kind, empty_database, tmp_path):
+    from flask_migrate import downgrade, upgrade
+
+    url = empty_database(kind)
+    app = app_for(url, tmp_path)
+    try:
+        with app.app_context():
+            upgrade(directory=MIGRATIONS_DIR)
+            tables = set(columns_of(url))
+            assert {"events", "organisations", "users", "follows"} <= tables
+            downgrade(directory=MIGRATIONS_DIR, revision="base")
+            assert set(columns_of(url)) <= {"alembic_version"}
+            assert database_revisions(url) == set()
+            upgrade(directory=MIGRATIONS_DIR)
+            assert set(columns_of(url)) == tables
+            assert database_revisions(url) == migration_heads()
+        headers = admin_headers(app)
+        response = app.test_client().post("/api/v1/organisations", json={"name": "Après", "description": "x"},
+                                          headers=headers)
+        assert response.status_code == 201
+    finally:
+        dispose(app)

@@ -97,6 +97,16 @@ def is_blocked(domain: str) -> bool:
     return bool(db.session.scalar(select(RemoteServer.blocked).where(RemoteServer.domain == domain)))
 
 
+def blocked_among(domains: set[str]) -> str | None:
+    """One of ``domains`` that this node blocks, if any (one query for all of them)."""
+    wanted = sorted(domain for domain in domains if domain)
+    if not wanted:
+        return None
+    return db.session.scalar(
+        select(RemoteServer.domain).where(RemoteServer.domain.in_(wanted), RemoteServer.blocked.is_(True)).limit(1)
+    )
+
+
 def authenticate(activity: dict[str, Any], signer: str) -> None:
     """The signer must be the activity's actor, or the activity must carry the actor's own proof
     (an activity forwarded by a peer that re-shared the object)."""
@@ -157,19 +167,24 @@ def receive(method: str, url: str, headers: Any, body: bytes) -> Received:
     activity = parse_body(headers.get("Content-Type"), body)
     actor = actor_id(activity)
     assert actor is not None
-    for domain in {domain_of(actor), _key_domain(headers)}:
-        if domain and is_blocked(domain):
-            raise Forbidden(f"{domain} is blocked by this node")
+    checked = {domain_of(actor), _key_domain(headers)}
+    blocked = blocked_among(checked)
+    if blocked:
+        raise Forbidden(f"{blocked} is blocked by this node")
     stored = db.session.scalar(select(InboxItem.activity).where(InboxItem.activity_id == activity["id"]))
     key = compat.inbox_key(activity, stored)
-    if db.session.scalar(select(InboxItem.id).where(InboxItem.activity_id == key)) is not None:
+    # Nothing stored under the activity's id means the key (that id) is new: no second query then.
+    if stored is not None and (
+        key == activity["id"]
+        or db.session.scalar(select(InboxItem.id).where(InboxItem.activity_id == key)) is not None
+    ):
         return Received(None, True)
     result = verify_request(method, url, headers, body, resolve_key, now=now_aware())
     if not result.ok and result.reason == "unknown key" and compat.is_self_delete(activity):
         return Received(None, False)  # an account we never knew deleted itself: nothing to forget
     if not result.ok:
         raise Unauthorized(f"HTTP signature: {result.reason}")
-    if result.owner and is_blocked(domain_of(result.owner)):
+    if result.owner and domain_of(result.owner) not in checked and is_blocked(domain_of(result.owner)):
         raise Forbidden(f"{domain_of(result.owner)} is blocked by this node")
     authenticate(activity, result.owner or "")
     item = InboxItem(

@@ -5,10 +5,14 @@ and the actor that owns it, reading both RSA ``publicKey`` and Ed25519 ``Multike
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
+from flask import current_app
 from sqlalchemy import select
 
 from federation import keys
@@ -23,6 +27,57 @@ from node.fedi.models import RemoteActor
 #: A cached actor document older than this is fetched again when it is needed.
 ACTOR_MAX_AGE = timedelta(days=1)
 ACTOR_TYPES = {"Person", "Organization", "Group", "Service", "Application"}
+#: Resolved keys stay in this process's memory this long: a burst of activities from one origin then
+#: verifies without reading and parsing its actor document (and its PEM key) for every signature and
+#: proof. A rotation is still seen at once -- a signature that fails asks again with ``refresh=True``,
+#: which bypasses the cache -- and a document another process stored is seen within this delay.
+KEY_CACHE_SECONDS = 30.0
+KEY_CACHE_SIZE = 4096
+
+
+class KeyCache:
+    """A small thread-safe LRU of ``KeyRecord`` with a time to live, one per app (tests run several
+    nodes in one process, each with its own database)."""
+
+    def __init__(self, size: int = KEY_CACHE_SIZE, ttl: float = KEY_CACHE_SECONDS) -> None:
+        self.size = size
+        self.ttl = ttl
+        self._entries: OrderedDict[str, tuple[float, KeyRecord]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        with self._lock:
+            entry = self._entries.get(key_id)
+            if entry is None:
+                return None
+            if entry[0] < time.monotonic():
+                del self._entries[key_id]
+                return None
+            self._entries.move_to_end(key_id)
+            return entry[1]
+
+    def put(self, record: KeyRecord) -> None:
+        with self._lock:
+            self._entries[record.key_id] = (time.monotonic() + self.ttl, record)
+            self._entries.move_to_end(record.key_id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def forget_owner(self, owner: str) -> None:
+        with self._lock:
+            for key_id in [k for k, (_, record) in self._entries.items() if record.owner == owner]:
+                del self._entries[key_id]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def key_cache() -> KeyCache:
+    cache = current_app.extensions.get("halles_key_cache")
+    if cache is None:
+        cache = current_app.extensions.setdefault("halles_key_cache", KeyCache())
+    return cache
 
 
 class ActorError(Exception):
@@ -53,6 +108,7 @@ def store_actor(document: dict[str, Any]) -> RemoteActor:
     actor.is_halles_node = isinstance(document.get("charter"), dict)
     actor.document = document
     actor.fetched_at = utcnow()
+    key_cache().forget_owner(ap_id)  # the document may list other keys now
     db.session.flush()
     return actor
 
@@ -99,7 +155,20 @@ def _keys_of(document: dict[str, Any]) -> list[tuple[str, Any, str]]:
 
 
 def resolve_key(key_id: str, refresh: bool = False) -> KeyRecord | None:
-    """Key resolver for federation verifiers. Returns None for an unknown key."""
+    """Key resolver for federation verifiers. Returns None for an unknown key. Found keys are kept in
+    memory for ``KEY_CACHE_SECONDS``; ``refresh`` bypasses that cache as well as the database's."""
+    cache = key_cache()
+    if not refresh:
+        cached = cache.get(key_id)
+        if cached is not None:
+            return cached
+    record = _resolve_key(key_id, refresh)
+    if record is not None:
+        cache.put(record)
+    return record
+
+
+def _resolve_key(key_id: str, refresh: bool) -> KeyRecord | None:
     identity = load_identity()
     actor_url, _fragment = urldefrag(key_id)
     if actor_url == identity.actor_url:

@@ -42,9 +42,11 @@ class Card:
         event = self.event
         if event.location_kind == "online":
             return str(_l("Online"))
-        if event.location_kind == "room" and " — " in (event.place_name or ""):
-            return event.place_name.split(" — ", 1)[0]
-        return event.place_name or ""
+        venue = event.place_name or ""
+        if event.location_kind == "room" and " — " in venue:
+            venue = venue.split(" — ", 1)[0]
+        # "La Fabrique Commune · La Fabrique Commune": the third-place's own hall says it once.
+        return "" if venue.casefold() == (self.place or "").casefold() else venue
 
     @property
     def local_day(self) -> date:

@@ -245,27 +245,37 @@ def map_page():
     filters = EventFilters.from_args(request.args)
     cards, _next = _listing(filters, limit=MAP_LIMIT)
     sites = spaces.list_sites()
-    points = []
+    # One marker per spot: events in our own rooms sit on the site's marker (a pin on a pin could not
+    # be clicked), and several events at one address share a marker listing them.
+    points: dict[tuple[float, float], dict[str, Any]] = {}
     for site in sites:
         if site.latitude is not None and site.longitude is not None:
-            points.append({"kind": "place", "lat": site.latitude, "lon": site.longitude, "title": site.name,
-                           "detail": f"{site.address}, {site.postal_code} {site.city}".strip(", "),
-                           "url": url_for("web.places") + f"#site-{site.id}"})
+            points[(round(site.latitude, 5), round(site.longitude, 5))] = {
+                "kind": "place", "lat": site.latitude, "lon": site.longitude, "title": site.name,
+                "detail": f"{site.address}, {site.postal_code} {site.city}".strip(", "),
+                "url": url_for("web.places") + f"#site-{site.id}", "events": []}
     seen: set[str] = set()
     for card in cards:
         event = card.event
         if event.latitude is None or event.longitude is None or event.uuid in seen:
             continue
         seen.add(event.uuid)
-        points.append({"kind": "event", "lat": event.latitude, "lon": event.longitude, "title": event.title,
-                       "detail": f"{event_time(event, card.starts_at)} — {card.place}, {card.city}",
-                       "url": card.url})
+        key = (round(event.latitude, 5), round(event.longitude, 5))
+        point = points.setdefault(key, {
+            "kind": "event", "lat": event.latitude, "lon": event.longitude, "title": "",
+            "detail": f"{card.place}, {card.city}", "url": "", "events": []})
+        point["events"].append({"title": event.title, "url": card.url, "when": event_time(event, card.starts_at)})
+    for point in points.values():
+        if point["kind"] == "event":
+            first = point["events"][0]
+            point["title"] = first["title"] if len(point["events"]) == 1 else _("%(n)d events", n=len(point["events"]))
+            point["url"] = first["url"]
     return render_template(
         "public/map.html",
         filters=filters,
         cards=cards,
         sites=sites,
-        points_json=json.dumps(points, ensure_ascii=False),
+        points_json=json.dumps(list(points.values()), ensure_ascii=False).replace("</", "<\\/"),
         tile_url=current_app.config.get("HALLES_TILE_URL") or "",
         page_query=filters.page_query(),
         feed_query=filters.feed_query(),

@@ -137,7 +137,8 @@ def lyon_events(lyon: Any, today: date) -> dict[str, dict]:
     return {"debate": debate, "workshop": workshop}
 
 
-def build_network(make_app: Any, **paris_config: Any) -> tuple[Any, Any, Any, dict[str, dict]]:
+def build_network(make_app: Any, *, lyon_config: dict[str, Any] | None = None,
+                  **paris_config: Any) -> tuple[Any, Any, Any, dict[str, dict]]:
     """Paris (seeded as a full third-place) and Lyon, mutually peered, served on 127.0.0.1.
     Returns (paris, lyon, seeded data of Paris, Lyon's events)."""
     from tests.network.helpers import mutual
@@ -146,7 +147,7 @@ def build_network(make_app: Any, **paris_config: Any) -> tuple[Any, Any, Any, di
 
     paris = Node(make_app, name="Les Halles Civiques", city="Paris",
                  HALLES_ADDRESS="24 rue de Belleville, 75020 Paris", **paris_config).start()
-    lyon = Node(make_app, name="La Fabrique Commune", city="Lyon").start()
+    lyon = Node(make_app, name="La Fabrique Commune", city="Lyon", **(lyon_config or {})).start()
     nodes = [paris, lyon]
     data = seed(paris.app)
     mutual(paris, lyon, nodes)

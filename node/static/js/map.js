@@ -23,7 +23,11 @@
   try { points = JSON.parse(dataNode.textContent) || []; } catch (e) { points = []; }
 
   container.hidden = false;
-  var map = window.L.map(container, { scrollWheelZoom: false });
+  var map = window.L.map(container, { scrollWheelZoom: false, zoomControl: false });
+  window.L.control.zoom({
+    zoomInTitle: container.getAttribute("data-zoom-in") || "Zoom in",
+    zoomOutTitle: container.getAttribute("data-zoom-out") || "Zoom out"
+  }).addTo(map);
   var layer = window.L.tileLayer(tiles, {
     maxZoom: 18,
     attribution: container.getAttribute("data-attribution") || ""
@@ -57,6 +61,19 @@
     detail.textContent = point.detail;
     box.appendChild(link);
     box.appendChild(detail);
+    if (point.events && (point.kind === "place" || point.events.length > 1)) {
+      var list = document.createElement("ul");
+      point.events.slice(0, 6).forEach(function (item) {
+        var entry = document.createElement("li");
+        var itemLink = document.createElement("a");
+        itemLink.href = item.url;
+        itemLink.textContent = item.title;
+        entry.appendChild(itemLink);
+        entry.appendChild(document.createTextNode(" — " + item.when));
+        list.appendChild(entry);
+      });
+      box.appendChild(list);
+    }
     marker.bindPopup(box);
     bounds.push([point.lat, point.lon]);
   });

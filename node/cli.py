@@ -74,13 +74,24 @@ def init_command(name: str, city: str, url: str, address: str, force: bool) -> N
 
 @main.command("worker")
 @click.option("--once", is_flag=True, help="Run every task once and exit (for cron or tests).")
+@click.option("--processes", type=click.IntRange(1, 32), default=1, show_default=True,
+              help="Worker processes (PostgreSQL only): each applies its share of received activities and "
+                   "sends deliveries; use one per CPU core for a burst of incoming activities.")
 @with_appcontext
-def worker_command(once: bool) -> None:
+def worker_command(once: bool, processes: int) -> None:
     """Send queued email and federation deliveries, apply received activities."""
     from node import worker
 
     validated()
     app = current_app._get_current_object()
+    if processes > 1:
+        if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+            fail("several worker processes need PostgreSQL: SQLite lets one process write at a time, so a second "
+                 "one would only wait for the first; run one worker, or move the node to PostgreSQL")
+        if once:
+            fail("--once runs a single pass in this process; leave out --processes")
+        click.echo(f"worker started with {processes} processes; Ctrl-C to stop")
+        sys.exit(worker.run_processes(processes))
     if once:
         click.echo(f"worker: {worker.run_once(app)} units of work done")
         return

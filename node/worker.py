@@ -6,6 +6,7 @@ the loop sleeps only when every task was idle. The worker writes a heartbeat tha
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -42,11 +43,14 @@ def heartbeat_path(app: Flask) -> Path:
 
 
 def run_once(app: Flask) -> int:
-    """Run every task once; returns the total work done."""
+    """Run every task once (those of ``HALLES_WORKER_TASKS`` when set); returns the total work done."""
     _load_tasks()
     done = 0
+    only = app.config.get("HALLES_WORKER_TASKS")
     with app.app_context():
         for name, task in list(TASKS.items()):
+            if only is not None and name not in only:
+                continue
             try:
                 done += task() or 0
             except Exception:  # noqa: BLE001 - one failing task must not stop the others
@@ -74,3 +78,49 @@ def run_forever(app: Flask, *, stop_after: float | None = None) -> None:
             break
         if not done:
             time.sleep(IDLE_SLEEP_SECONDS)
+
+
+#: Tasks of the extra processes of ``halles worker --processes N``: applying received activities (each
+#: process its partition of the inbox) and sending deliveries (claimed row by row, never twice). Mail
+#: and catch-up stay with the first process, which runs every task.
+PARALLEL_TASKS = ("inbox", "deliveries")
+
+
+def _child(index: int, count: int, stop_after: float | None) -> None:
+    from node import create_app
+
+    app = create_app()
+    app.config["HALLES_WORKER_PARTITION"] = (index, count)
+    if index > 0:
+        app.config["HALLES_WORKER_TASKS"] = PARALLEL_TASKS
+    run_forever(app, stop_after=stop_after)
+
+
+def run_processes(count: int, *, stop_after: float | None = None) -> int:
+    """Run ``count`` worker processes (PostgreSQL) until SIGTERM/SIGINT; returns the worst exit code.
+
+    Each process builds its app from the environment, as ``halles worker`` does, and takes one
+    partition of the inbox (``HALLES_WORKER_PARTITION``), so the activities about one object are applied
+    by one process, in order. The processes are started with ``spawn``: no database connection or
+    thread of this process is inherited."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_child, args=(index, count, stop_after), name=f"halles-worker-{index}")
+                for index in range(count)]
+    for child in children:
+        child.start()
+
+    def _forward(signum, _frame):
+        for child in children:
+            if child.is_alive() and child.pid is not None:
+                os.kill(child.pid, signum)
+
+    previous = {sig: signal.signal(sig, _forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for child in children:
+            child.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max((child.exitcode or 0) for child in children)

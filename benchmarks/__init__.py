@@ -1,0 +1,1 @@
+"""Halles benchmarks: ``python -m benchmarks.run`` (``make bench``); see docs/performance.md."""

@@ -1,0 +1,310 @@
+"""Ingest: signed Create/Update activities (about 1.5 KB, from 5 origins) verified and stored through the
+real inbox (``POST /inbox`` through the WSGI app: HTTP signature, FEP-8b32 proofs of the activity and of
+the event, block and duplicate checks, rate-limit bucket, durable insert, 202), then applied by the real
+worker (``process_inbox`` until nothing is pending: remote event and its occurrence stored).
+
+Ceiling: JCS canonicalisation + Ed25519 verification of the same documents (the activity's proof and
+the event's proof: two of each per activity), keys in hand, in the same process -- the work no inbox
+can skip. Measured before and after the path, the higher value kept.
+
+Runs, each on a fresh database:
+
+* ``single`` -- one process (one core): posts one after the other, then applies.
+  - ``fast storage``: SQLite on tmpfs, PostgreSQL with ``synchronous_commit=off``: the code's cost;
+  - ``durable``: the database on this machine's disk with every commit flushed (what fsync costs here).
+* ``dual`` -- two processes: each posts half, then the worker runs as ``halles worker --processes 2``
+  (PostgreSQL: each process applies its partition) -- SQLite has a single writer, so one process
+  applies there."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
+from benchmarks.origins import Origin, utc_now
+
+NAME = "ingest"
+ORIGINS = 5
+#: Share of activities that are Updates of an event created earlier in the run.
+UPDATE_SHARE = 0.3
+INBOX_URL = "http://receiver.bench/inbox"
+TARGET_SINGLE = 0.6
+TARGET_DUAL = 1.0
+
+
+# --- documents -----------------------------------------------------------------------------------
+
+
+def make_posts(count: int, origins: list[Origin]) -> list[tuple[bytes, dict[str, str]]]:
+    """``count`` signed POSTs: Creates of new events, and Updates (newer ``updated``) of earlier ones."""
+    now = utc_now()
+    posts = []
+    created: list[tuple[int, Origin]] = []
+    for index in range(count):
+        is_update = created and (index * 7919) % 100 < UPDATE_SHARE * 100
+        if is_update:
+            number, origin = created[(index * 31) % len(created)]
+            kind = "Update"
+        else:
+            number, origin = index, origins[index % len(origins)]
+            created.append((number, origin))
+            kind = "Create"
+        start = now + timedelta(days=7 + number % 300, hours=number % 10)
+        obj = origin.event_object(number, updated=now + timedelta(milliseconds=index), start=start)
+        activity = origin.signed_activity(kind, obj, now=now)
+        posts.append(origin.signed_post(INBOX_URL, activity, now=now))
+    return posts
+
+
+def ceiling_rate(posts: list[tuple[bytes, dict[str, str]]], origins: list[Origin], *, repeat: int = 3) -> float:
+    """Activities per second when only JCS + Ed25519 verification of their two proofs is done."""
+    from federation.keys import multibase_decode
+    from federation.proofs import hash_data, unsecured_document
+
+    keys = {}
+    for origin in origins:
+        for key_id, record in origin.key_records().items():
+            keys[key_id] = record.public_key
+    documents = [json.loads(body) for body, _headers in posts]
+
+    def work() -> int:
+        for activity in documents:
+            for document in (activity, activity["object"]):
+                proof = document["proof"]
+                config = {key: value for key, value in proof.items() if key != "proofValue"}
+                config["@context"] = document["@context"]
+                keys[proof["verificationMethod"]].verify(
+                    multibase_decode(proof["proofValue"]), hash_data(unsecured_document(document), config))
+        return len(documents)
+
+    return common.best_rate(work, repeat=repeat)
+
+
+# --- one node ------------------------------------------------------------------------------------
+
+
+def _config(workdir: Path, url: str) -> dict[str, Any]:
+    config = common.node_config(workdir, url, name="Receveur", city="Paris", url="http://receiver.bench")
+    # The inbox's per-server budget is part of the path (its bucket is taken on every POST) but a
+    # festival burst is what is measured here, not the limit: make it large enough never to refuse.
+    config["HALLES_RATE_LIMIT_INBOX"] = "100000000/1m"
+    return config
+
+
+def _prepare(app, origins: list[Origin]) -> None:
+    """The receiver knows the origins (their actors were fetched) and follows them (peering accepted):
+    a node only imports events from servers it follows."""
+    from node.extensions import db
+    from node.fedi.keystore import store_actor
+    from node.fedi.models import Follow
+
+    with app.app_context():
+        for origin in origins:
+            actor = store_actor(origin.actor_document())
+            db.session.add(Follow(actor_id=actor.id, direction="outgoing", state="accepted",
+                                  activity_id=f"http://receiver.bench/follows/{actor.id}"))
+        db.session.commit()
+
+
+def _post_all(app, posts) -> None:
+    client = app.test_client()
+    for body, headers in posts:
+        response = client.post("/inbox", data=body, headers=headers)
+        if response.status_code != 202:
+            raise RuntimeError(f"inbox answered {response.status_code}: {response.get_data(as_text=True)[:300]}")
+
+
+def _apply_all(app) -> None:
+    from node.fedi.worker import process_inbox
+
+    with app.app_context():
+        while process_inbox():
+            pass
+
+
+def _states(app) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from node.events.models import Event
+    from node.extensions import db
+    from node.fedi.models import InboxItem
+
+    with app.app_context():
+        states = dict(db.session.execute(select(InboxItem.state, func.count()).group_by(InboxItem.state)).all())
+        states["events"] = db.session.scalar(select(func.count(Event.id)))
+        return states
+
+
+def _relax_postgres(url: str) -> None:
+    """``synchronous_commit=off`` for every new session of this benchmark database."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+    engine.dispose()
+
+
+def single(backend: str, posts, origins: list[Origin], *, durable: bool) -> dict[str, Any]:
+    base = None if durable or backend != "sqlite" else "/dev/shm"
+    with common.workdir(f"ingest-{backend}", base=base) as folder, common.database(backend, folder) as url:
+        if backend == "postgres" and not durable:
+            _relax_postgres(url)
+        app = common.make_node(_config(folder, url))
+        try:
+            _prepare(app, origins)
+            started = time.perf_counter()
+            _post_all(app, posts)
+            posted = time.perf_counter()
+            _apply_all(app)
+            done = time.perf_counter()
+            states = _states(app)
+        finally:
+            common.dispose(app)
+    return _outcome(len(posts), started, posted, done, states)
+
+
+def _outcome(count: int, started: float, posted: float, done: float, states: dict[str, int]) -> dict[str, Any]:
+    return {
+        "activities_per_second": count / (done - started),
+        "inbox_per_second": count / (posted - started),
+        "worker_per_second": count / (done - posted),
+        "seconds": round(done - started, 3),
+        "states": states,
+    }
+
+
+# --- two processes -------------------------------------------------------------------------------
+
+
+def _child(config: dict[str, Any], posts, index: int, count: int, applies: bool, barrier) -> None:
+    app = common.make_node(config, migrate=False)
+    config_partition = (index, count) if count > 1 else None
+    app.config["HALLES_WORKER_PARTITION"] = config_partition
+    with app.app_context():
+        from node.fedi.identity import load_identity
+
+        load_identity()  # read the keys before the clock starts, as a running worker has
+    app.test_client().get("/healthz")  # first request: lazy imports and connection pool, off the clock
+    barrier.wait()
+    _post_all(app, posts)
+    barrier.wait()
+    if applies:
+        _apply_all(app)
+    barrier.wait()
+    common.dispose(app)
+
+
+def dual(backend: str, posts, origins: list[Origin], *, durable: bool) -> dict[str, Any]:
+    """Two processes post half each; then two worker processes (one on SQLite) apply."""
+    base = None if durable or backend != "sqlite" else "/dev/shm"
+    context = multiprocessing.get_context("spawn")
+    with common.workdir(f"ingest-dual-{backend}", base=base) as folder, common.database(backend, folder) as url:
+        if backend == "postgres" and not durable:
+            _relax_postgres(url)
+        config = _config(folder, url)
+        app = common.make_node(config)
+        _prepare(app, origins)
+        common.dispose(app)
+        appliers = 2 if backend == "postgres" else 1
+        barrier = context.Barrier(3)
+        children = [
+            context.Process(target=_child, args=(config, posts[index::2], index, appliers, index < appliers, barrier))
+            for index in range(2)
+        ]
+        for child in children:
+            child.start()
+        try:
+            barrier.wait(timeout=120)
+            started = time.perf_counter()
+            barrier.wait(timeout=600)
+            posted = time.perf_counter()
+            barrier.wait(timeout=600)
+            done = time.perf_counter()
+        finally:
+            for child in children:
+                child.join(timeout=60)
+                if child.is_alive():
+                    child.kill()
+        app = common.make_node(config, migrate=False)
+        states = _states(app)
+        common.dispose(app)
+    outcome = _outcome(len(posts), started, posted, done, states)
+    outcome["worker_processes"] = appliers
+    return outcome
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+
+
+def _say(label: str, outcome: dict[str, Any]) -> None:
+    common.say(f"  {label}: {outcome['activities_per_second']:.0f}/s (inbox {outcome['inbox_per_second']:.0f}/s, "
+               f"worker {outcome['worker_per_second']:.0f}/s)")
+
+
+def run(*, quick: bool = False, results_dir: Path | None = None, count: int | None = None,
+        backends: list[str] | None = None) -> dict[str, Any]:
+    count = count or (300 if quick else 2000)
+    backends = backends or common.available_backends()
+    origins = [Origin.make(index) for index in range(ORIGINS)]
+    common.say(f"ingest: signing {count} activities from {ORIGINS} origins")
+    posts = make_posts(count, origins)
+    size = sum(len(body) for body, _ in posts) / len(posts)
+    ceilings = [ceiling_rate(posts, origins)]
+    runs: dict[str, dict[str, Any]] = {}
+    for backend in backends:
+        for durable in (False, True):
+            label = f"single/{backend}/{'durable' if durable else 'fast-storage'}"
+            runs[label] = single(backend, posts, origins, durable=durable)
+            _say(label, runs[label])
+        label = f"dual/{backend}/fast-storage"
+        runs[label] = dual(backend, posts, origins, durable=False)
+        _say(label, runs[label])
+    ceilings.append(ceiling_rate(posts, origins))
+    ceiling = max(ceilings)
+    for outcome in runs.values():
+        outcome["ratio"] = round(outcome["activities_per_second"] / ceiling, 3)
+        outcome["activities_per_second"] = round(outcome["activities_per_second"], 1)
+        outcome["inbox_per_second"] = round(outcome["inbox_per_second"], 1)
+        outcome["worker_per_second"] = round(outcome["worker_per_second"], 1)
+        applied = outcome["states"].get("applied", 0)
+        if applied != count:
+            raise RuntimeError(f"only {applied} of {count} activities were applied: {outcome['states']}")
+    headline_backend = backends[0]
+    headline = runs[f"single/{headline_backend}/fast-storage"]
+    dual_best = max(outcome["ratio"] for label, outcome in runs.items() if label.startswith("dual/"))
+    single_best = max(outcome["ratio"] for label, outcome in runs.items() if label.startswith("single/"))
+    result = common.write_result(
+        NAME,
+        value=headline["activities_per_second"],
+        unit="activities/s",
+        ceiling=ceiling,
+        target=f">= {TARGET_SINGLE} of the single-core ceiling on one core, > {TARGET_DUAL} with two processes",
+        met=single_best >= TARGET_SINGLE and dual_best > TARGET_DUAL,
+        results_dir=results_dir,
+        headline=f"single/{headline_backend}/fast-storage",
+        activities=count,
+        origins=ORIGINS,
+        mean_body_bytes=round(size),
+        ceiling_runs=[round(value, 1) for value in ceilings],
+        best_single_ratio=single_best,
+        best_dual_ratio=dual_best,
+        runs=runs,
+        fsync=common.fsync_latency(),
+    )
+    common.say(f"ingest: {result['value']:.0f} activities/s, ceiling {ceiling:.0f}/s, ratio {result['ratio']:.2f} "
+               f"(best single {single_best:.2f}, best dual {dual_best:.2f})")
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    run(quick="--quick" in sys.argv)

@@ -261,3 +261,18 @@ def test_install_script_checks_its_arguments():
     url = subprocess.run(["sh", script, "--domain", "https://halles.example.org", "--name", "X", "--city", "Y",
                           "--email", "a@example.org"], capture_output=True, text=True)
     assert url.returncode == 2 and "the name only" in url.stderr
+
+
+# -- docs -----------------------------------------------------------------------------------------
+
+
+def test_deploy_guide_is_bilingual_and_names_only_files_that_exist(app):
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "## Français" in guide and "## English" in guide
+    for path in set(re.findall(r"(?<![\w/])((?:deploy|charter_templates|tests/deploy)/[\w./-]+\w)", guide)):
+        assert (ROOT / path).exists(), f"docs/deploy.md names {path}, which does not exist"
+    # The commands the guide teaches exist.
+    for command in ("peer request", "peer approve", "peer show", "peer list", "doctor", "backup", "restore",
+                    "admin create", "charter publish", "db upgrade"):
+        assert f"halles {command}" in guide
+    assert {"doctor", "backup", "restore", "peer", "admin", "charter"} <= set(app.cli.commands)

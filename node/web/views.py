@@ -7,7 +7,6 @@ security headers (no framing except the embeddable widget, a Content-Security-Po
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import current_app, request, session
 from flask_babel import get_locale
@@ -16,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from node import config as config_module
 from node.common.permissions import is_staff
+from node.ops.production import is_framable, tile_origin
 
 # Importing the page modules registers their routes on ``web``.
 from node.web import account, admin, helpers, labels, manage, office, public  # noqa: F401
@@ -26,6 +26,8 @@ __all__ = ["web"]
 
 @web.before_app_request
 def remember_language() -> None:
+    if request.path.startswith("/api/"):
+        return  # API clients have no session to keep it in
     chosen = request.args.get("lang")
     if chosen in config_module.LANGUAGES:
         session["lang"] = chosen
@@ -73,22 +75,16 @@ def page_context() -> dict[str, Any]:
     }
 
 
-def _tile_origin() -> str:
-    """The tile server's origin for the CSP ('{s}' subdomains become a wildcard)."""
-    url = current_app.config.get("HALLES_TILE_URL") or ""
-    parts = urlsplit(url.replace("{s}", "tiles-subdomain"))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return ""
-    return f"{parts.scheme}://{parts.netloc.replace('tiles-subdomain', '*')}"
-
-
 @web.after_request
 def security_headers(response):
-    framable = request.endpoint in ("web.embed", "web.embed_script")
-    images = " ".join(filter(None, ["'self'", "data:", _tile_origin()]))
+    """The site-wide policy (node.ops.production) with one difference for pages: images may come from
+    any https host, since events and rooms can show a picture hosted elsewhere."""
+    framable = is_framable(request.path)
+    tiles = tile_origin(current_app.config.get("HALLES_TILE_URL") or "")
+    images = " ".join(filter(None, ["'self'", "data:", "https:", tiles]))
     policy = [
         "default-src 'self'",
-        f"img-src {images} https: http:" if framable else f"img-src {images}",
+        f"img-src {images}",
         "script-src 'self'",
         "style-src 'self'",
         "object-src 'none'",
@@ -97,8 +93,4 @@ def security_headers(response):
         "frame-ancestors *" if framable else "frame-ancestors 'none'",
     ]
     response.headers.setdefault("Content-Security-Policy", "; ".join(policy))
-    if not framable:
-        response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     return response

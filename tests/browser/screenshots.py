@@ -98,7 +98,7 @@ def take(outdir: Path, *, only: list[str] | None = None, lang: str = "fr") -> li
     with tempfile.TemporaryDirectory(prefix="halles-shots-") as tmp:
         make_app, databases = _make_app_factory(Path(tmp))
         tiles = PLAIN_TILE
-        paris, lyon, data, _events = build_network(make_app, HALLES_TILE_URL=tiles)
+        paris, lyon, data, _events = build_network(make_app, full_charter=True, HALLES_TILE_URL=tiles)
         try:
             event_remote = None
             with paris.app.app_context():

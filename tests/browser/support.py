@@ -137,7 +137,21 @@ def lyon_events(lyon: Any, today: date) -> dict[str, dict]:
     return {"debate": debate, "workshop": workshop}
 
 
-def build_network(make_app: Any, *, lyon_config: dict[str, Any] | None = None,
+def publish_network_charter(app: Any) -> None:
+    """Publish the real network charter (fr + en templates) as the current version: the tests' nodes
+    start with a one-line charter, which makes poor screenshots."""
+    from node.charters import services as charters
+    from node.extensions import db
+
+    with app.app_context():
+        folder = charters.templates_dir()
+        text = charters.LANGUAGE_SEPARATOR.join(
+            (folder / name).read_text(encoding="utf-8").strip() for name in charters.DEFAULT_TEMPLATES)
+        charters.publish_charter(None, text, "1.1", charters.DEFAULT_TITLE)
+        db.session.commit()
+
+
+def build_network(make_app: Any, *, lyon_config: dict[str, Any] | None = None, full_charter: bool = False,
                   **paris_config: Any) -> tuple[Any, Any, Any, dict[str, dict]]:
     """Paris (seeded as a full third-place) and Lyon, mutually peered, served on 127.0.0.1.
     Returns (paris, lyon, seeded data of Paris, Lyon's events)."""
@@ -149,6 +163,8 @@ def build_network(make_app: Any, *, lyon_config: dict[str, Any] | None = None,
                  HALLES_ADDRESS="24 rue de Belleville, 75020 Paris", **paris_config).start()
     lyon = Node(make_app, name="La Fabrique Commune", city="Lyon", **(lyon_config or {})).start()
     nodes = [paris, lyon]
+    if full_charter:
+        publish_network_charter(paris.app)
     data = seed(paris.app)
     mutual(paris, lyon, nodes)
     events = lyon_events(lyon, data.today)

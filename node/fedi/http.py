@@ -36,13 +36,23 @@ _watch = threading.local()
 
 
 class _Watched:
-    """Mixin for urllib3 connections: a request made inside ``deadline()`` registers its connection."""
+    """Mixin for urllib3 connections: inside ``deadline()``, the socket of every connection this
+    thread opens or reuses is registered (the socket, not the connection: http.client hands it over
+    to the response when the server closes after answering)."""
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _register(getattr(self, "sock", None))
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        watched = getattr(_watch, "connections", None)
-        if watched is not None:
-            watched.add(self)
+        _register(getattr(self, "sock", None))
         super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+def _register(sock: Any) -> None:
+    watched = getattr(_watch, "sockets", None)
+    if watched is not None and sock is not None:
+        watched.add(sock)
 
 
 class _WatchedHTTPConnection(_Watched, HTTPConnection):
@@ -79,19 +89,17 @@ def deadline(seconds: float) -> Iterator[Deadline]:
     in total; ``.expired`` tells afterwards whether the deadline cut something off."""
     state = Deadline(seconds)
     watched: set[Any] = set()
-    previous = getattr(_watch, "connections", None)
-    _watch.connections = watched
+    previous = getattr(_watch, "sockets", None)
+    _watch.sockets = watched
 
     def expire() -> None:
         state.expired.set()
-        for connection in list(watched):
-            sock = getattr(connection, "sock", None)
-            if sock is not None:
-                try:
-                    # shutdown, not close: it wakes a thread blocked reading the socket.
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        for sock in list(watched):
+            try:
+                # shutdown, not close: it wakes a thread blocked reading the socket.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     timer = threading.Timer(seconds, expire)
     timer.daemon = True
@@ -100,7 +108,7 @@ def deadline(seconds: float) -> Iterator[Deadline]:
         yield state
     finally:
         timer.cancel()
-        _watch.connections = previous
+        _watch.sockets = previous
 
 
 def session(app: Flask | None = None) -> requests.Session:

@@ -21,8 +21,8 @@ from node.common.errors import Forbidden, HallesError, Unauthorized
 from node.extensions import db
 from node.fedi import compat
 from node.fedi.handlers import actor_id, object_id
-from node.fedi.http import allow_private
-from node.fedi.keystore import domain_of, resolve_key
+from node.fedi.http import allow_private, resolver
+from node.fedi.keystore import domain_of, key_problem, resolve_key
 from node.fedi.models import InboxItem, RemoteServer
 from node.fedi.outbox import now_aware
 
@@ -65,6 +65,10 @@ def _depth(value: Any, level: int = 0) -> int:
     return level
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype not in ACCEPTED_TYPES:
@@ -72,7 +76,8 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     if len(body) > MAX_INBOX_BYTES:
         raise TooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
     try:
-        activity = json.loads(body)
+        # NaN and Infinity are not JSON (RFC 8259): Python would accept them, PostgreSQL's json would not.
+        activity = json.loads(body, parse_constant=_not_json)
     except (ValueError, RecursionError):
         raise BadActivity("the body is not valid JSON") from None
     if not isinstance(activity, dict):
@@ -158,7 +163,7 @@ def _check_object(activity: dict[str, Any], actor: str) -> None:
         elif isinstance(obj, str):
             # We will fetch it from its own origin: refuse now what we would never be allowed to fetch.
             try:
-                check_url_allowed(obj, allow_private=allow_private())
+                check_url_allowed(obj, allow_private=allow_private(), resolver=resolver())
             except Exception as exc:  # noqa: BLE001 - any refusal is a 400 with its reason
                 raise BadActivity(f"the announced object URL is refused: {exc}") from None
 
@@ -183,7 +188,8 @@ def receive(method: str, url: str, headers: Any, body: bytes) -> Received:
     if not result.ok and result.reason == "unknown key" and compat.is_self_delete(activity):
         return Received(None, False)  # an account we never knew deleted itself: nothing to forget
     if not result.ok:
-        raise Unauthorized(f"HTTP signature: {result.reason}")
+        problem = key_problem() if result.reason == "unknown key" else None
+        raise Unauthorized(f"HTTP signature: {result.reason}" + (f" ({problem})" if problem else ""))
     if result.owner and domain_of(result.owner) not in checked and is_blocked(domain_of(result.owner)):
         raise Forbidden(f"{domain_of(result.owner)} is blocked by this node")
     authenticate(activity, result.owner or "")

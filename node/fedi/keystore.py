@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
-from flask import current_app
+from flask import current_app, g
 from sqlalchemy import select
 
 from federation import keys
@@ -168,6 +168,16 @@ def resolve_key(key_id: str, refresh: bool = False) -> KeyRecord | None:
     return record
 
 
+def note_key_problem(text: str) -> None:
+    """Why the last key lookup of this request failed (a refused or failed fetch), so that the 401
+    can say it instead of a bare "unknown key"; read with ``key_problem()``."""
+    g.halles_key_problem = text[:300]
+
+
+def key_problem() -> str | None:
+    return g.pop("halles_key_problem", None)
+
+
 def _resolve_key(key_id: str, refresh: bool) -> KeyRecord | None:
     identity = load_identity()
     actor_url, _fragment = urldefrag(key_id)
@@ -178,13 +188,15 @@ def _resolve_key(key_id: str, refresh: bool) -> KeyRecord | None:
         return None
     try:
         actor = get_actor(actor_url, refresh=refresh)
-    except ActorError:
+    except ActorError as exc:
+        note_key_problem(str(exc))
         actor = _actor_from_key_document(key_id, refresh)
         if actor is None:
             return None
     for found_id, public_key, owner in _keys_of(actor.document):
         if found_id == key_id:
             if owner != actor.ap_id:
+                note_key_problem(f"key {key_id} names {owner} as its owner, not {actor.ap_id} that lists it")
                 return None  # a key that claims another owner than the document listing it
             return KeyRecord(key_id, public_key, actor.ap_id)
     return None
@@ -194,7 +206,8 @@ def _actor_from_key_document(key_id: str, refresh: bool) -> RemoteActor | None:
     """Some servers give keys their own URL (a key document with an ``owner``)."""
     try:
         document = fetch_document(key_id)
-    except FetchError:
+    except FetchError as exc:
+        note_key_problem(f"cannot fetch key {key_id}: {exc}")
         return None
     owner = document.get("owner") or document.get("controller")
     embedded = document.get("publicKey")

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from node.common.timeutil import utcnow as utcnow_seconds
@@ -115,8 +115,8 @@ _in_flight: Counter[str] = Counter()
 _in_flight_lock = threading.Lock()
 #: At most this many deliveries queued or running in this process (well within the lease).
 MAX_IN_FLIGHT = MAX_PARALLEL * 4
-#: A round waits this long for its deliveries, then returns; stragglers record their own outcome
-#: when they finish (their rows stay leased meanwhile) and count as work still being done.
+#: A round waits this long for its deliveries, then returns; stragglers (their rows stay leased
+#: meanwhile) count as work still being done, and the next round records their outcome.
 ROUND_WAIT_SECONDS = 0.5
 
 
@@ -134,9 +134,15 @@ def send_due(limit: int = BATCH_SIZE) -> int:
     with _in_flight_lock:
         room = MAX_IN_FLIGHT - sum(_in_flight.values())
         futures: set[Future] = app.extensions.setdefault("halles_deliveries_in_flight", set())
+        finished: deque[tuple[Claimed, SendResult]] = app.extensions.setdefault("halles_deliveries_finished", deque())
+    _record_finished(app, finished)  # stragglers of earlier rounds
     claimed = _claim(min(limit, room)) if room > 0 else []
 
     def send(item: Claimed) -> None:
+        # The threads only send; the round records every outcome in one transaction afterwards.
+        # Sixteen threads each committing its own outcome queued on SQLite's single write lock (its
+        # busy handler sleeps milliseconds at a time) and paid an fsync apiece.
+        result = SendResult(None, None, "the delivery thread stopped before sending")
         try:
             with app.app_context():
                 try:
@@ -144,12 +150,8 @@ def send_due(limit: int = BATCH_SIZE) -> int:
                 except Exception as exc:  # noqa: BLE001 - a delivery failure is recorded, never raised
                     db.session.rollback()
                     result = SendResult(None, None, f"{type(exc).__name__}: {exc}")
-                try:
-                    _record(app, [(item, result)])
-                except Exception:  # noqa: BLE001 - the lease expires and the delivery is retried
-                    db.session.rollback()
-                    log.exception("could not record the outcome of delivery %s", item.id)
         finally:
+            finished.append((item, result))
             with _in_flight_lock:
                 _in_flight[item.domain] -= 1
                 if _in_flight[item.domain] <= 0:
@@ -166,13 +168,29 @@ def send_due(limit: int = BATCH_SIZE) -> int:
     if pending:
         wait(pending, timeout=ROUND_WAIT_SECONDS)
     with _in_flight_lock:
+        # Counted before recording: one that finishes after this count has its outcome recorded
+        # below or, if it comes even later, it was counted and the worker calls again.
         futures.difference_update({future for future in futures if future.done()})
         still = len(futures)
+    _record_finished(app, finished)
     return len(claimed) + still
 
 
+def _record_finished(app: Flask, finished: deque[tuple[Claimed, SendResult]]) -> None:
+    results = []
+    while finished:
+        results.append(finished.popleft())
+    if not results:
+        return
+    try:
+        _record(app, results)
+    except Exception:  # noqa: BLE001 - the leases expire and these deliveries are sent again
+        db.session.rollback()
+        log.exception("could not record the outcome of %d deliveries", len(results))
+
+
 def _record(app: Flask, results: list[tuple[Claimed, SendResult]]) -> None:
-    """Store outcomes; retried a few times when SQLite is busy or two threads add the same server."""
+    """Store outcomes; retried a few times when SQLite is busy or two workers add the same server."""
     for attempt in range(5):
         try:
             _store_outcomes(app, results)
@@ -186,6 +204,10 @@ def _record(app: Flask, results: list[tuple[Claimed, SendResult]]) -> None:
 
 def _store_outcomes(app: Flask, results: list[tuple[Claimed, SendResult]]) -> None:
     max_attempts = int(app.config.get("HALLES_DELIVERY_MAX_ATTEMPTS", 12))
+    if db.engine.dialect.name == "sqlite":
+        # No fsync for outcomes: after a power loss a lost "sent" mark only means the delivery goes
+        # out again when its lease ends, and receivers drop it as a duplicate (same activity id).
+        db.session.execute(text("PRAGMA synchronous=NORMAL"))
     now = utcnow()
     ids = [claimed.id for claimed, _ in results]
     rows = {row.id: row for row in db.session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}

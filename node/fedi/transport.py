@@ -79,6 +79,11 @@ def _request(method: str, url: str, body: bytes | None, flavour: str, accept: st
                 allow_redirects=False,
             )
             if method == "POST" and response.ok:
+                if response.headers.get("Content-Length", "").strip() == "0":
+                    # An empty answer (ours, Mastodon's): reading it waits for nothing and hands the
+                    # connection back to the pool, so the next delivery to this server reuses it.
+                    _read_with_deadline(response)
+                    return response
                 # An inbox's answer body says nothing we need: do not wait for a server that trickles it.
                 response.close()
                 response._content = b""  # noqa: SLF001

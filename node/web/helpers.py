@@ -117,9 +117,10 @@ def redirect_back(default_endpoint: str, **values: Any):
 
 
 def fail(exc: HallesError) -> None:
-    """Undo the half-done change and show the service's explanation on the page."""
+    """Undo the half-done change and show the service's explanation on the page. The services explain
+    in English (the API's language): the page marks it as such under a translated heading."""
     db.session.rollback()
-    flash(exc.detail, "error")
+    flash(exc.detail, "detail")
 
 
 def form_errors(form: Any) -> None:

@@ -56,7 +56,9 @@ def test_event_time_is_shown_in_the_event_zone(app, client, seeded):
 
 
 def test_error_pages_are_translated(client):
-    assert "existe pas" in client.get("/nowhere").get_data(as_text=True)
+    french = client.get("/events/nothing-here").get_data(as_text=True)
+    assert "existe pas" in french and "mal saisie" in french
+    assert '<p class="muted" lang="en">no event nothing-here here' in french  # the service's own words, marked
     assert "This page does not exist" in client.get("/nowhere?lang=en").get_data(as_text=True)
 
 

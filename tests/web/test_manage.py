@@ -239,6 +239,10 @@ def test_member_books_a_room(app, client, seeded, login):
         "room_id": str(seeded.room_ids[1]), "category": "member", "day": day.isoformat(),
         "start": "11:00", "end": "13:00", "purpose": "Autre"})
     assert clash.status_code == 409 and _count(app, Booking) == before + 1
+    # The service explains in English (the API's language): the page says so, under a French heading.
+    body = clash.get_data(as_text=True)
+    assert "Cela n&#39;a pas pu être fait" in body or "Cela n'a pas pu être fait" in body
+    assert '<span lang="en">' in body
 
 
 def test_guest_asks_for_a_room(app, client, seeded):

@@ -20,10 +20,8 @@ def _sign_in(page, base: str, email: str, password: str) -> None:
     page.wait_for_url(lambda url: "/login" not in url)
 
 
-def test_every_page_type_passes_axe(serve, new_page, axe_script):
-    node = serve()
-    data = seed(node.app)
-    remote = add_remote(node.app)
+def page_paths(data, remote) -> tuple[list[str], dict[str, list[str]]]:
+    """Every page type: (public paths, {email: paths for that signed-in person})."""
     debate, workshop = data.events["debate"], data.events["workshop"]
     public = [
         "/", "/events", "/events?when=custom&start_date=2001-01-01&end_date=2001-01-02", f"/events/{debate}",
@@ -39,6 +37,15 @@ def test_every_page_type_passes_axe(serve, new_page, axe_script):
         data.admin_email: ["/office", "/office/organisations", "/admin/users", "/admin/peers", "/admin/charter",
                            "/admin/settings"],
     }
+    return public, signed_in
+
+
+def test_every_page_type_passes_axe(serve, new_page, axe_script):
+    node = serve()
+    data = seed(node.app)
+    remote = add_remote(node.app)
+    debate = data.events["debate"]
+    public, signed_in = page_paths(data, remote)
     problems: list[str] = []
 
     def check(page, path: str, width: int) -> None:
@@ -86,3 +93,22 @@ def test_skip_link_and_visible_focus(serve, new_page):
         style = page.evaluate("() => { const s = getComputedStyle(document.activeElement);"
                               " return [s.outlineStyle, s.outlineWidth]; }")
         assert style[0] != "none" and style[1] != "0px", style
+
+
+def test_pages_reflow_at_320_pixels(serve, new_page):
+    """WCAG 1.4.10: at 320 CSS pixels nothing makes the page scroll sideways (wide tables scroll inside
+    their own labelled region, which the reflow rule allows)."""
+    node = serve()
+    data = seed(node.app)
+    public, signed_in = page_paths(data, add_remote(node.app))
+    too_wide = []
+    for email, paths in [(None, public), *signed_in.items()]:
+        page = new_page(width=320)
+        if email:
+            _sign_in(page, node.url, email, data.password)
+        for path in paths:
+            page.goto(f"{node.url}{path}")
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            if width > 320:
+                too_wide.append((path, width))
+    assert not too_wide

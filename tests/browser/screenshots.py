@@ -80,6 +80,20 @@ def pages(paris, data) -> list[tuple[str, str, str | None]]:
     ]
 
 
+def ask_to_peer(make_app, paris, lyon):
+    """A third node, Marseille, asks Paris to peer (with its own, slightly different charter) and waits
+    for the admin's answer: the peers page then has a request to show."""
+    from tests.browser.support import publish_network_charter
+    from tests.support.nodes import Node, settle
+
+    marseille = Node(make_app, name="Le Comptoir des Quartiers", city="Marseille").start()
+    publish_network_charter(marseille.app)
+    result = marseille.cli("peer", "request", paris.url)
+    assert result.exit_code == 0, result.output
+    settle([paris, lyon, marseille])
+    return marseille
+
+
 def sign_in(page, base: str, email: str, password: str) -> None:
     page.goto(f"{base}/login")
     page.fill("#email", email)
@@ -99,6 +113,7 @@ def take(outdir: Path, *, only: list[str] | None = None, lang: str = "fr") -> li
         make_app, databases = _make_app_factory(Path(tmp))
         tiles = PLAIN_TILE
         paris, lyon, data, _events = build_network(make_app, full_charter=True, HALLES_TILE_URL=tiles)
+        marseille = ask_to_peer(make_app, paris, lyon)
         try:
             event_remote = None
             with paris.app.app_context():
@@ -109,6 +124,12 @@ def take(outdir: Path, *, only: list[str] | None = None, lang: str = "fr") -> li
 
                 event_remote = db.session.scalar(select(Event.uuid).where(Event.origin_actor_id.is_not(None)))
             targets = pages(paris, data)
+            with paris.app.app_context():
+                from node.fedi.models import RemoteActor
+
+                asking = db.session.scalar(select(RemoteActor.id).where(RemoteActor.ap_id == marseille.actor))
+            if asking:
+                targets.append(("peer-request", f"/admin/peers/{asking}", data.admin_email))
             if event_remote:
                 targets = [(n, f"/events/{event_remote}" if n == "event-remote" else p, w) for n, p, w in targets]
             with sync_playwright() as playwright:
@@ -141,6 +162,7 @@ def take(outdir: Path, *, only: list[str] | None = None, lang: str = "fr") -> li
         finally:
             paris.stop()
             lyon.stop()
+            marseille.stop()
             databases.drop_all()
     return written
 

@@ -168,3 +168,46 @@ def test_language_switch(serve, new_page):
     assert page.locator("h1").inner_text() == "Rooms for your meetings and events"  # remembered
     page.locator(".lang-switch a[hreflang=fr]").click()
     assert page.locator("h1").inner_text() == "Des salles pour vos réunions et vos événements"
+
+
+def test_admin_reads_a_peering_request_with_the_charter_diff_and_approves(make_app, new_page):
+    from node.members.services import create_user
+    from tests.browser.support import publish_network_charter
+    from tests.support.nodes import Node, settle
+    from tests.web.seed import password_hash
+
+    paris = Node(make_app, name="Les Halles Civiques", city="Paris").start()
+    marseille = Node(make_app, name="Le Comptoir des Quartiers", city="Marseille").start()
+    try:
+        for node in (paris, marseille):
+            publish_network_charter(node.app)
+
+        def admin():
+            from node.extensions import db
+
+            user = create_user(None, "chef@halles.test", "admin", name="Chef")
+            user.password_hash = password_hash()
+            db.session.commit()
+
+        paris.query(admin)
+        assert marseille.cli("peer", "request", paris.url).exit_code == 0
+        settle([paris, marseille])
+
+        page = new_page()
+        from tests.web.seed import PASSWORD
+
+        sign_in(page, paris.url, "chef@halles.test", PASSWORD)
+        page.goto(f"{paris.url}/admin/peers")
+        request = page.locator(".request", has_text="Le Comptoir des Quartiers")
+        assert "1.1" in request.inner_text() and "en vigueur" in request.inner_text()
+        request.get_by_role("link", name="Lire les différences entre les chartes").click()
+        diff = page.locator("pre.diff")
+        assert "+Version 1.1 — adoptée par Le Comptoir des Quartiers (Marseille)" in diff.inner_text()
+        assert "-Version 1.1 — adoptée par Les Halles Civiques (Paris)" in diff.inner_text()
+        page.get_by_role("button", name="Accepter").click()
+        assert "pair" in page.locator(".flash-success").inner_text()
+        settle([paris, marseille])
+        assert "accepted" in marseille.cli("peer", "list").output
+    finally:
+        paris.stop()
+        marseille.stop()

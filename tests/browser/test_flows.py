@@ -193,6 +193,7 @@ def test_admin_reads_a_peering_request_with_the_charter_diff_and_approves(make_a
         assert marseille.cli("peer", "request", paris.url).exit_code == 0
         settle([paris, marseille])
 
+        assert "accepted" not in marseille.cli("peer", "list").output
         page = new_page()
         from tests.web.seed import PASSWORD
 

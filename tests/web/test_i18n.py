@@ -94,3 +94,12 @@ def test_templates_use_only_known_messages():
     known = {m.id if isinstance(m.id, str) else tuple(m.id) for m in _read(read_po, TRANSLATIONS / "messages.pot")
              if m.id}
     assert fresh <= known, sorted(map(str, fresh - known))[:10]
+
+
+def test_event_language_is_marked_when_it_differs(client, seeded):
+    """WCAG 3.1.2: a French event's title on the English page is marked lang="fr"."""
+    english = client.get(f"/events/{seeded.events['debate']}?lang=en").get_data(as_text=True)
+    assert '<h1 id="event-title" lang="fr">' in english
+    assert 'lang="fr">Débat : le tirage au sort' in client.get("/events").get_data(as_text=True)
+    french = client.get(f"/events/{seeded.events['debate']}?lang=fr").get_data(as_text=True)
+    assert '<h1 id="event-title">' in french

@@ -24,7 +24,10 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 400/415 that says what is wrong with it."""
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON with 'Content-Type: application/json'")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # silent= only covers ValueError; thousands of nested brackets overflow
+        raise BadRequest("the body is nested too deeply to be read") from None
     if data is None:
         raise BadRequest("the body is not valid JSON")
     if not isinstance(data, dict):

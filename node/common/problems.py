@@ -6,8 +6,9 @@ from typing import Any
 
 from flask import Flask, Response, json, render_template, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from node.common.errors import HallesError
 
@@ -29,6 +30,20 @@ def wants_json() -> bool:
 #: SQLite's SQLITE_FULL result code; PostgreSQL's SQLSTATE disk_full.
 SQLITE_FULL = 13
 PG_DISK_FULL = "53100"
+#: PostgreSQL's numeric_value_out_of_range and datetime_field_overflow.
+PG_OUT_OF_RANGE = ("22003", "22008")
+#: The largest id a database integer holds (SQLite INTEGER, PostgreSQL BIGINT; SERIAL is smaller).
+MAX_DATABASE_INTEGER = 2**63 - 1
+OUT_OF_RANGE = "a number or date in the request is out of range: ids and amounts must be whole numbers below 2^63"
+
+
+class _DatabaseInteger(IntegerConverter):
+    """``<int:...>`` in routes: an id no database integer can hold is an unknown URL (404), not an
+    overflow deep in the driver (500)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:  # noqa: A002 - werkzeug's parameter name
+        kwargs.setdefault("max", MAX_DATABASE_INTEGER)
+        super().__init__(map, *args, **kwargs)
 
 
 def is_disk_full(exc: OperationalError) -> bool:
@@ -53,6 +68,20 @@ def _field_errors_text(messages: Any) -> str:
 
 
 def register(app: Flask) -> None:
+    # Before the blueprints add their routes, which bind the converter they name.
+    app.url_map.converters["int"] = _DatabaseInteger
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    def _out_of_range(exc: Exception):
+        """A value from the request beyond what the database or Python dates hold (an id of 2^64, a
+        year 10000): the request's fault, and its transaction is rolled back."""
+        if isinstance(exc, DataError) and getattr(exc.orig, "sqlstate", None) not in PG_OUT_OF_RANGE:
+            raise exc
+        if wants_json():
+            return problem(422, "Invalid input", OUT_OF_RANGE)
+        return render_template("error.html", status=422, title="Invalid input", detail=OUT_OF_RANGE), 422
+
     @app.errorhandler(HallesError)
     def _domain_error(exc: HallesError):
         if wants_json():

@@ -26,6 +26,11 @@ class OptionalText(Trimmed):
         text = super()._deserialize(value, attr, data, **kwargs)
         return text or None
 
+    def _validate(self, value: Any) -> None:
+        # "" became None above: length validators must not see it (len(None) was a 500).
+        if value is not None:
+            super()._validate(value)
+
 
 class LowerEmail(fields.Email):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:

@@ -109,3 +109,69 @@ def create_room(app) -> int:
         db.session.add(room)
         db.session.commit()
         return room.id
+
+
+def slot(days_ahead: int, start: str, end: str) -> dict[str, str]:
+    return {"starts_at": paris(days_ahead, start).isoformat(), "ends_at": paris(days_ahead, end).isoformat()}
+
+
+def seed_world(app) -> dict:
+    """One of everything, made through the API where it can be: two organisations (A resident and
+    charter-signed), a person per role, a site, a room, a desk, a booking, an event with a
+    registration, an invitation. Returns ids, path values and auth headers per role."""
+    from node.extensions import db
+    from node.spaces.models import Desk
+
+    org_a = make_organisation(app, "Association Alpha", resident=True)
+    org_b = make_organisation(app, "Collectif Béta", resident=False)
+    publish_and_sign_charter(app, [org_a, org_b])
+    headers = {
+        "anonymous": {},
+        "member": make_admin(app, "member", org_a),
+        "org_manager": make_admin(app, "org_manager", org_a),
+        "other_org_manager": make_admin(app, "org_manager", org_b),
+        "office_manager": make_admin(app, "office_manager"),
+        "admin": make_admin(app, "admin"),
+    }
+    client = app.test_client()
+
+    def call(method: str, url: str, role: str, body: dict | None = None) -> dict:
+        response = client.open(url, method=method, json=body, headers=headers[role])
+        assert response.status_code in (200, 201, 202), (method, url, response.get_data(as_text=True)[:500])
+        return response.get_json() or {}
+
+    site = call("POST", "/api/v1/sites", "admin", {"name": "Les Halles Civiques — Belleville",
+                                                    "address": "12 rue de Belleville", "postal_code": "75020",
+                                                    "city": "Paris"})
+    room = create_room(app)
+    with app.app_context():
+        desk = Desk(site_id=site["id"], label="Poste 1", organisation_id=org_a)
+        db.session.add(desk)
+        db.session.commit()
+        desk_id = desk.id
+    booking = call("POST", "/api/v1/bookings", "org_manager",
+                   {"room_id": room, **slot(9, "14:00", "16:00"), "category": "ngo", "organisation_id": org_a})
+    event = call("POST", "/api/v1/events", "org_manager", event_body(capacity=30, organiser_ids=[org_a]))
+    call("POST", f"/api/v1/events/{event['id']}/registrations", "anonymous",
+         {"name": "Camille", "email": "camille@example.org"})
+    call("POST", "/api/v1/invitations", "admin", {"email": "nouvelle@example.org", "role": "member",
+                                                   "organisation_id": org_a})
+    with app.app_context():
+        from sqlalchemy import select
+
+        from node.charters.models import CharterVersion
+        from node.members.models import User
+
+        member_id = db.session.scalar(select(User.id).where(User.role == "member"))
+        charter_version = db.session.scalar(select(CharterVersion.version).where(CharterVersion.is_current.is_(True)))
+    return {
+        "headers": headers,
+        "org_a": org_a,
+        "org_b": org_b,
+        "paths": {
+            "event_uuid": event["id"], "booking_id": booking["id"], "desk_id": desk_id, "room_id": room,
+            "site_id": site["id"], "organisation_id": org_a, "user_id": member_id, "version": charter_version,
+            "token": "no-such-token", "decision": "approve", "activity_uuid": "no-such-activity",
+            "action": "confirm", "slug": "association-alpha",
+        },
+    }

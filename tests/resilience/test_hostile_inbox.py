@@ -326,7 +326,7 @@ activity_types = st.sampled_from(["Create", "Update", "Delete", "Announce", "Fol
                                   "Like", "Dance", "Add", "Remove", "Flag", "Block", "Move"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(kind=activity_types, obj=json_values, extra=st.dictionaries(st.text(max_size=10), json_values, max_size=3))
 def test_random_signed_activities_never_cause_a_server_error(world, kind, obj, extra):

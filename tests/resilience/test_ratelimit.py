@@ -65,7 +65,7 @@ def fresh_key() -> str:
     return f"client-{uuid.uuid4().hex}"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     count=st.integers(1, 12),
     seconds=st.sampled_from([1.0, 10.0, 60.0]),

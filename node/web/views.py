@@ -24,6 +24,23 @@ from node.web.blueprint import web
 __all__ = ["web"]
 
 
+def N_(message: str) -> str:  # noqa: N802 - the usual name of gettext's "mark only" marker
+    """Mark a message for extraction; it is translated later, when used."""
+    return message
+
+
+@web.record_once
+def _configure_login(state) -> None:
+    """Flask-Login's "please log in" flash, in the visitor's language and styled as a notice."""
+    from flask_babel import gettext
+
+    from node.extensions import login_manager
+
+    login_manager.login_message = N_("Please sign in to see this page.")
+    login_manager.login_message_category = "info"
+    login_manager.localize_callback = gettext
+
+
 @web.before_app_request
 def remember_language() -> None:
     if request.path.startswith("/api/"):

@@ -131,3 +131,10 @@ def test_session_language_survives_sign_in(client, seeded):
     client.post("/login", data={"email": seeded.manager_email, "password": PASSWORD})
     with client.session_transaction() as session:
         assert session["lang"] == "en"
+
+
+def test_sign_in_prompt_is_translated(client):
+    response = client.get("/manage", follow_redirects=True)
+    assert "Connectez-vous pour voir cette page." in response.get_data(as_text=True)
+    assert "Please sign in to see this page." in client.get("/manage?lang=en", follow_redirects=True).get_data(
+        as_text=True)

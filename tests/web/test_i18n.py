@@ -87,8 +87,9 @@ def test_templates_use_only_known_messages():
 
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "check.pot"
+        keywords = ["-k", "_l", "-k", "lazy_gettext", "-k", "N_"]
         subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F",
-                        str(TRANSLATIONS / "babel.cfg"), "-k", "_l", "-k", "lazy_gettext", "-o", str(target), "."],
+                        str(TRANSLATIONS / "babel.cfg"), *keywords, "-o", str(target), "."],
                        cwd=TRANSLATIONS.parents[1], check=True, capture_output=True)
         fresh = {m.id if isinstance(m.id, str) else tuple(m.id) for m in _read(read_po, target) if m.id}
     known = {m.id if isinstance(m.id, str) else tuple(m.id) for m in _read(read_po, TRANSLATIONS / "messages.pot")

@@ -156,22 +156,28 @@ def seed_world(app) -> dict:
          {"name": "Camille", "email": "camille@example.org"})
     call("POST", "/api/v1/invitations", "admin", {"email": "nouvelle@example.org", "role": "member",
                                                    "organisation_id": org_a})
+    # The person the user routes act on: not one of the roles (a member may read and edit themself).
+    target = make_admin(app, "member", org_b)
     with app.app_context():
         from sqlalchemy import select
 
         from node.charters.models import CharterVersion
-        from node.members.models import User
+        from node.common.auth import hash_secret
+        from node.members.models import ApiToken
+        from node.organisations.models import Organisation
 
-        member_id = db.session.scalar(select(User.id).where(User.role == "member"))
+        token = target["Authorization"].split(" ", 1)[1]
+        target_id = db.session.scalar(select(ApiToken.user_id).where(ApiToken.token_hash == hash_secret(token)))
         charter_version = db.session.scalar(select(CharterVersion.version).where(CharterVersion.is_current.is_(True)))
+        slug = db.session.scalar(select(Organisation.slug).where(Organisation.id == org_a))
     return {
         "headers": headers,
         "org_a": org_a,
         "org_b": org_b,
         "paths": {
             "event_uuid": event["id"], "booking_id": booking["id"], "desk_id": desk_id, "room_id": room,
-            "site_id": site["id"], "organisation_id": org_a, "user_id": member_id, "version": charter_version,
-            "token": "no-such-token", "decision": "approve", "activity_uuid": "no-such-activity",
-            "action": "confirm", "slug": "association-alpha",
+            "site_id": site["id"], "organisation_id": org_a, "org_id": org_a, "user_id": target_id,
+            "version": charter_version, "token": "no-such-token", "decision": "approve",
+            "activity_uuid": "no-such-activity", "action": "confirm", "slug": slug, "actor_id": 999_999,
         },
     }

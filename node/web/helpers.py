@@ -94,6 +94,14 @@ def paragraphs(text: str | None) -> Markup:
     return Markup("".join(f"<p>{escape(block)}</p>".replace("\n", "<br>") for block in blocks))
 
 
+def web_url(value: Any) -> str:
+    """The address if it is an http(s) URL, else "": what other nodes and forms send is not trusted to
+    be a link (a ``javascript:`` URL in an href would run on click)."""
+    text = str(value or "").strip()
+    scheme = urlsplit(text).scheme.lower()
+    return text if scheme in ("http", "https") and "//" in text else ""
+
+
 def actor() -> Any:
     """The signed-in user, or None for a visitor."""
     if current_user and current_user.is_authenticated:

@@ -41,6 +41,7 @@ from node.web.helpers import (
     price_label,
     query_string,
     today_local,
+    web_url,
     week_start,
 )
 from node.web.text import markdown
@@ -60,7 +61,7 @@ def index():
     week = now + timedelta(days=7)
     here, _next = events.list_occurrences(actor(), scope="local", start=now, end=week, limit=6)
     network, _next = events.list_occurrences(actor(), scope="network", start=now, end=now + timedelta(days=14),
-                                             limit=60)
+                                             limit=100)
     elsewhere = [row for row in network if row.event.is_remote][:6]
     return render_template(
         "public/index.html",
@@ -173,7 +174,7 @@ def _render_event(event: Event, form: forms.RegistrationForm | None = None, stat
     organisers = [(org, organisations.is_listed(org, directory_scope(actor(), org.id))) for org in event.organisers]
     remote_link = None
     if event.is_remote:
-        remote_link = event.registration_url or _remote_page(event)
+        remote_link = web_url(event.registration_url) or web_url(_remote_page(event)) or None
     share_url = _public_url(event)
     return render_template(
         "public/event.html",
@@ -198,8 +199,10 @@ def _remote_page(event: Event) -> str:
 
 
 def _public_url(event: Event) -> str:
-    if event.is_remote:
-        return _remote_page(event)
+    """The address to share: the origin's page for a remote event (when it is a web address), ours
+    otherwise."""
+    if event.is_remote and web_url(_remote_page(event)):
+        return web_url(_remote_page(event))
     return f"{current_app.config['HALLES_URL']}{url_for('web.event', event_uuid=event.uuid)}"
 
 

@@ -88,6 +88,7 @@ def page_context() -> dict[str, Any]:
         "euros": helpers.euros,
         "price_label": helpers.price_label,
         "paragraphs": helpers.paragraphs,
+        "web_url": helpers.web_url,
         "csrf_token": generate_csrf,
     }
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from sqlalchemy import select
+
 from tests.web.remote import add_remote
 
 
@@ -210,3 +212,29 @@ def test_charter_markdown_is_escaped():
     assert "<h2>Titre</h2>" in html and "<strong>mot</strong>" in html
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "<ul><li>un</li><li>deux</li></ul>" in html and "<hr>" in html
+
+
+def test_links_from_other_nodes_must_be_web_addresses(app, client, seeded):
+    """A peer could send a javascript: URL as registration link or website: it is never put in an href."""
+    from node.events.models import Event
+    from node.extensions import db
+    from node.fedi.models import RemoteOrganisation
+
+    remote = add_remote(app)
+    with app.app_context():
+        event = db.session.scalar(select(Event).where(Event.uuid == remote.public_uuid))
+        event.registration_url = "javascript:alert(document.cookie)"
+        event.image_url = "javascript:alert(1)"
+        event.online_url = "data:text/html,<script>alert(1)</script>"
+        event.ap_id = "javascript:alert(2)"
+        db.session.commit()
+    body = client.get(f"/events/{remote.public_uuid}").get_data(as_text=True)
+    assert "javascript:" not in body and "data:text/html" not in body
+    from tests.web.seed import PASSWORD
+
+    with app.app_context():
+        org = db.session.scalar(select(RemoteOrganisation))
+        org.fields = {**org.fields, "website": "javascript:alert(3)"}
+        db.session.commit()
+    client.post("/login", data={"email": seeded.member_email, "password": PASSWORD})
+    assert "javascript:" not in client.get("/directory").get_data(as_text=True)

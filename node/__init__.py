@@ -9,7 +9,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
 from node import config as config_module
 from node.extensions import babel, csrf, db, login_manager, migrate
@@ -26,7 +26,8 @@ def _select_locale() -> str:
     chosen = request.args.get("lang") or session.get("lang")
     if chosen in config_module.LANGUAGES:
         return chosen
-    return request.accept_languages.best_match(config_module.LANGUAGES) or "fr"
+    # The node's language (French unless HALLES_LANGUAGE says otherwise); the switch offers the other.
+    return current_app.config.get("HALLES_LANGUAGE") or "fr"
 
 
 def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -> Flask:

@@ -50,3 +50,11 @@ def test_federation_timings_come_from_the_environment_and_are_checked():
     bad = load({"SECRET_KEY": "x"}, environ={"HALLES_DELIVERY_MAX_ATTEMPTS": "0"})
     with pytest.raises(ConfigError, match="HALLES_DELIVERY_MAX_ATTEMPTS"):
         validate(bad)
+
+
+def test_pages_are_french_by_default_even_for_an_english_browser(client):
+    response = client.get("/", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert response.status_code == 200
+    assert 'lang="fr"' in response.get_data(as_text=True)
+    switched = client.get("/?lang=en")
+    assert 'lang="en"' in switched.get_data(as_text=True)

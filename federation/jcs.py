@@ -46,6 +46,13 @@ def _prepare(value: Any, path: str) -> Any:
 
 def canonicalize(obj: Any) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of a JSON-compatible value."""
+    try:
+        # Almost every document is within JCS's domain as it is, and rfc8785 checks that while it
+        # writes; only a refusal (a big integer to read as a double, a value to name) takes the walk
+        # below. Inside the domain ``_prepare`` changes nothing, so the bytes are the same.
+        return rfc8785.dumps(obj)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError):
+        pass
     prepared = _prepare(obj, "$")
     try:
         return rfc8785.dumps(prepared)

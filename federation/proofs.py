@@ -217,13 +217,16 @@ def _verify_one(
     if "@context" in document:
         config["@context"] = document["@context"]
     try:
-        candidates = [hash_data(document, config)]
+        # The document's digest is the costly half (JCS of the whole object) and the same for both
+        # candidates: computed once.
+        document_digest = hashlib.sha256(canonicalize(document)).digest()
+        candidates = [hashlib.sha256(canonicalize(config)).digest() + document_digest]
         if "@context" in config and "@context" not in options:
             # FEP-8b32's own examples (and servers that followed its first drafts) hash the proof
             # configuration without @context. With JCS the document hash already covers the
             # document's @context, so accepting that form does not widen what can be forged.
             legacy = {key: value for key, value in config.items() if key != "@context"}
-            candidates.append(hash_data(document, legacy))
+            candidates.append(hashlib.sha256(canonicalize(legacy)).digest() + document_digest)
     except CanonicalizationError as exc:
         return fail(f"document cannot be canonicalized: {exc}", created=created)
 

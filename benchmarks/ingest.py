@@ -241,6 +241,84 @@ def dual(backend: str, posts, origins: list[Origin], *, durable: bool) -> dict[s
     return outcome
 
 
+# --- where the time goes -------------------------------------------------------------------------
+
+
+def breakdown(posts, origins: list[Origin], *, sample: int = 100) -> dict[str, float]:
+    """Milliseconds per activity of each step of the inbox, each timed alone (best of 5 passes over
+    ``sample`` activities) on SQLite in memory-backed storage, next to the whole POST and the worker."""
+    from sqlalchemy import insert, select
+
+    from federation.httpsig import verify_request
+    from node.common import ratelimit
+    from node.extensions import db
+    from node.fedi import inbox
+    from node.fedi.keystore import resolve_key
+    from node.fedi.models import InboxItem
+    from node.fedi.outbox import now_aware
+
+    def best(step, items) -> float:
+        fastest = float("inf")
+        for _ in range(5):
+            timer = common.Timer()
+            for item in items:
+                step(item)
+            fastest = min(fastest, timer.elapsed / len(items))
+        return round(fastest * 1000, 3)
+
+    sample_posts = posts[:sample]
+    documents = [json.loads(body) for body, _headers in sample_posts]
+    steps: dict[str, float] = {"ceiling_work": round(1000 / ceiling_rate(sample_posts, origins), 3)}
+    with common.workdir("ingest-breakdown", base="/dev/shm") as folder, common.database("sqlite", folder) as url:
+        app = common.make_node(_config(folder, url))
+        try:
+            _prepare(app, origins)
+            with app.test_request_context("/inbox", method="POST"):
+                steps["parse_body"] = best(lambda post: inbox.parse_body("application/activity+json", post[0]),
+                                           sample_posts)
+                steps["rate_limit_bucket"] = best(lambda _post: ratelimit.enforce("inbox", "bench.example"),
+                                                  sample_posts)
+                steps["block_and_duplicate_queries"] = best(lambda doc: (
+                    inbox.blocked_among({"a.example", "b.example"}),
+                    db.session.scalar(select(InboxItem.activity).where(InboxItem.activity_id == doc["id"]))),
+                    documents)
+                steps["http_signature"] = best(lambda post: verify_request(
+                    "POST", INBOX_URL, post[1], post[0], resolve_key, now=now_aware()), sample_posts)
+                steps["object_proofs"] = best(lambda doc: inbox.authenticate(doc, doc["actor"]), documents)
+                counter = iter(range(10**9))
+
+                def store(doc) -> None:
+                    db.session.execute(insert(InboxItem).values(
+                        activity_id=f"{doc['id']}#{next(counter)}", activity_type=doc["type"], signer=doc["actor"],
+                        activity=doc))
+                    db.session.commit()
+
+                steps["insert_and_commit"] = best(store, documents)
+            whole = []
+            for first in range(sample, min(len(posts), sample * 4), sample):
+                timer = common.Timer()
+                _post_all(app, posts[first:first + sample])
+                whole.append(timer.elapsed / sample)
+            steps["whole_post"] = round(min(whole) * 1000, 3)
+            timer = common.Timer()
+            count = _pending_count(app)
+            _apply_all(app)
+            steps["worker_apply"] = round(timer.elapsed / max(1, count) * 1000, 3)
+        finally:
+            common.dispose(app)
+    return steps
+
+
+def _pending_count(app) -> int:
+    from sqlalchemy import func, select
+
+    from node.extensions import db
+    from node.fedi.models import InboxItem
+
+    with app.app_context():
+        return db.session.scalar(select(func.count(InboxItem.id)).where(InboxItem.state == "pending"))
+
+
 # --- the benchmark -------------------------------------------------------------------------------
 
 
@@ -303,6 +381,7 @@ def run(*, quick: bool = False, results_dir: Path | None = None, count: int | No
         best_single_ratio=single_best,
         best_dual_ratio=dual_best,
         runs=runs,
+        ms_per_step=breakdown(posts, origins, sample=min(100, max(4, count // 4))),
         fsync=common.fsync_latency(),
     )
     common.say(f"ingest: {result['value']:.0f} activities/s, ceiling {result['ceiling']:.0f}/s, "

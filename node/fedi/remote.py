@@ -57,6 +57,10 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
                 return "stale"
             updated = event.updated_at
     created = event is None
+    if created and _deleted_after(fields["ap_id"], updated or published):
+        # A Create or Update overtaken by the Delete (a reordered delivery, a retry after a crash):
+        # the tombstone keeps the event from coming back.
+        return "stale"
     if created:
         event = Event(uuid=str(uuid.uuid4()), origin_actor_id=origin.id, created_at=utcnow())
         db.session.add(event)
@@ -80,9 +84,10 @@ def _expand(event: Any) -> None:
     expand_occurrences(event)
 
 
-def _deleted_after(ap_id: str, updated: datetime) -> bool:
+def _deleted_after(ap_id: str, updated: datetime | None) -> bool:
+    """Deleted at or after ``updated`` (an undated object cannot be newer than its deletion)."""
     tombstone = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == ap_id))
-    return tombstone is not None and tombstone.deleted_at >= updated
+    return tombstone is not None and (updated is None or tombstone.deleted_at >= updated)
 
 
 def remember_deletion(object_id: str, former_type: str, deleted_at: datetime) -> None:

@@ -111,13 +111,13 @@ def _read_with_deadline(response: requests.Response) -> None:
     response._content = b"".join(chunks)  # noqa: SLF001 - keep .json()/.text usable after streaming
 
 
-def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str | None = None) -> tuple[
-    requests.Response | None, SendResult
-]:
-    """Send a signed request; on 401/403 knock again with the other flavour once."""
+def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str | None = None,
+                preferred: str | None = None) -> tuple[requests.Response | None, SendResult]:
+    """Send a signed request; on 401/403 knock again with the other flavour once. ``preferred`` is the
+    flavour the caller already looked up for this server (delivery threads then need no database)."""
     check_url_allowed(url, allow_private=allow_private(), resolver=resolver())
     domain = domain_of(url)
-    preferred = server_flavour(domain) or "rfc9421"
+    preferred = preferred or server_flavour(domain) or "rfc9421"
     order = [preferred] + [f for f in FLAVOURS if f != preferred]
     response: requests.Response | None = None
     for attempt, flavour in enumerate(order):
@@ -140,9 +140,11 @@ def _error_text(response: requests.Response) -> str:
     return f"HTTP {response.status_code} {text}".strip()
 
 
-def post_activity(inbox: str, activity: dict[str, Any]) -> SendResult:
-    body = json.dumps(activity, ensure_ascii=False, separators=(",", ":")).encode()
-    _response, result = signed_send("POST", inbox, body)
+def post_activity(inbox: str, activity: dict[str, Any] | bytes, *, preferred: str | None = None) -> SendResult:
+    """POST an activity (a dict, or its JSON bytes when the caller serialised it once for many inboxes)."""
+    body = activity if isinstance(activity, bytes) else json.dumps(activity, ensure_ascii=False,
+                                                                    separators=(",", ":")).encode()
+    _response, result = signed_send("POST", inbox, body, preferred=preferred)
     return result
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from federation.proofs import sign_document
 from federation.vocab import DATA_INTEGRITY_CONTEXT
@@ -143,10 +143,26 @@ def publish(
     return record(activity, audience=audience, object_id=object_id, only_inboxes=only_inboxes)
 
 
+#: PostgreSQL advisory lock ("HALLES" in hex), see ``_in_commit_order``.
+OUTBOX_LOCK_KEY = 0x48414C4C4553
+
+
+def _in_commit_order() -> None:
+    """Catch-up pages the outbox by id, and a peer keeps the last id it read. On PostgreSQL an id is
+    drawn when the row is inserted, so a publication inserted first and committed last would land
+    below a cursor already handed out, and catch-up would never see it. Publishing transactions
+    therefore take this lock before their outbox row gets its id and keep it until they commit:
+    ids follow commit order. (SQLite has one writer at a time: nothing to do.) Publications come
+    last in their transaction (the change hooks), so the lock is held briefly."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+
+
 def record(
     activity: dict[str, Any], *, audience: str, object_id: str, only_inboxes: dict[str, str] | None = None
 ) -> OutboxEntry:
     """Append an already-signed activity (ours, or one we forward) and queue its deliveries."""
+    _in_commit_order()
     entry = OutboxEntry(
         activity_id=activity["id"],
         activity_type=activity["type"],

@@ -1,5 +1,6 @@
 """What the resilience suite tried, for the summary printed at the end of the run: hostile inputs sent,
-faults injected, and the data each check found lost or duplicated (which must stay 0)."""
+load requests, faults injected, rows checked, and the data each check found lost or duplicated
+(which must stay 0)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def inputs(kind: str, amount: int = 1) -> None:
 
 def fault(kind: str, amount: int = 1) -> None:
     add(f"faults:{kind}", amount)
+
+
+def load(kind: str, amount: int = 1) -> None:
+    """Ordinary requests sent by the load test."""
+    add(f"load:{kind}", amount)
 
 
 def checked(kind: str, amount: int = 1) -> None:
@@ -54,6 +60,7 @@ def lines() -> list[str]:
 
     return [
         f"hostile inputs tried: {total('inputs')} ({group('inputs')})",
+        f"load requests served: {total('load')} ({group('load')})",
         f"faults injected: {total('faults')} ({group('faults')})",
         f"rows checked after faults and load: {total('checked')} ({group('checked')})",
         f"data lost: {counts.get('lost', 0)}, duplicated: {counts.get('duplicated', 0)}",

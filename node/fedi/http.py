@@ -11,9 +11,13 @@ are watched, and when time is up their sockets are shut down, which ends the blo
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -83,6 +87,68 @@ class Deadline:
         self.expired = threading.Event()
 
 
+class _Entry:
+    __slots__ = ("action", "cancelled")
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self.cancelled = False
+
+
+class _Watchdog:
+    """One thread per process runs the expiry of every deadline. A ``threading.Timer`` per exchange
+    cost about a millisecond to start and stop -- more than signing the request -- on every delivery."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, _Entry]] = []
+        self._sequence = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, delay: float, action: Callable[[], None]) -> _Entry:
+        entry = _Entry(action)
+        with self._condition:
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._sequence), entry))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="halles-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is entry:
+                self._condition.notify()  # sooner than what the thread is waiting for
+        return entry
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while True:
+                    while self._heap and self._heap[0][2].cancelled:
+                        heapq.heappop(self._heap)  # a finished exchange: nothing to cut off
+                    if not self._heap:
+                        self._condition.wait()
+                        continue
+                    when, _sequence, entry = self._heap[0]
+                    remaining = when - time.monotonic()
+                    if remaining <= 0:
+                        heapq.heappop(self._heap)
+                        break
+                    self._condition.wait(remaining)
+            if not entry.cancelled:
+                try:
+                    entry.action()
+                except Exception:  # noqa: BLE001 - one failed expiry must not stop the others
+                    pass
+
+
+_watchdog = _Watchdog()
+
+
+def _new_watchdog_after_fork() -> None:
+    global _watchdog
+    _watchdog = _Watchdog()  # gunicorn forks its workers: the parent's thread and lock stay behind
+
+
+os.register_at_fork(after_in_child=_new_watchdog_after_fork)
+
+
 @contextmanager
 def deadline(seconds: float) -> Iterator[Deadline]:
     """Bound every exchange this thread makes through ``session()`` inside the block to ``seconds``
@@ -92,7 +158,11 @@ def deadline(seconds: float) -> Iterator[Deadline]:
     previous = getattr(_watch, "sockets", None)
     _watch.sockets = watched
 
+    finished = threading.Event()
+
     def expire() -> None:
+        if finished.is_set():  # the exchange ended meanwhile: its sockets may already serve another one
+            return
         state.expired.set()
         for sock in list(watched):
             try:
@@ -101,13 +171,12 @@ def deadline(seconds: float) -> Iterator[Deadline]:
             except OSError:
                 pass
 
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
+    entry = _watchdog.schedule(seconds, expire)
     try:
         yield state
     finally:
-        timer.cancel()
+        finished.set()
+        entry.cancelled = True
         _watch.sockets = previous
 
 

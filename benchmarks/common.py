@@ -79,7 +79,7 @@ def write_result(
         "ratio": round(value / ceiling, 3) if ceiling else None,
         "target": target,
         "target_met": met,
-        "machine": machine(),
+        "machine": {**machine(), "load_average": [round(value, 2) for value in os.getloadavg()]},
         "date": today(),
         **details,
     }

@@ -169,7 +169,7 @@ def take(name: str, client: str, rate: Rate, *, now: float | None = None) -> Dec
         left = connection.execute(statement).scalar()
         if left is None:
             row = connection.execute(select(table.c.tokens, table.c.updated).where(table.c.key == key)).one()
-        if random.random() < 1 / PRUNE_EVERY:  # noqa: S311 - spreading housekeeping, not security
+        if random.random() < 1 / PRUNE_EVERY:  # spreads the housekeeping over requests
             _prune(connection, name, rate, now)
     if left is not None:
         return Decision(True, int(math.floor(left + 1e-9)), 0)

@@ -6,7 +6,8 @@ write changes no row; a role at the level is never refused. Peers see network-sc
 others do not.
 
 The levels are written here from the permission rules (node/common/permissions.py), not read from
-the code under test: a route without a level fails the test, so a new route must be placed."""
+the code under test: a route without a level fails the test, so a new route must be placed.
+``HALLES_MATRIX_DISCOVER=1 pytest -s`` prints the whole table of answers."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Sending the outbox: ``halles worker`` claims due deliveries, posts them (signed, double knock)
-with a per-server concurrency limit, and reschedules failures with exponential backoff until the
-retry budget is spent (dead letter; ``halles sync`` on the peer's side still catches it up).
+with a per-server concurrency limit, and reschedules transient failures (timeouts, connection errors,
+5xx, 429) with exponential backoff, or the server's Retry-After, until the retry budget is spent (dead
+letter; ``halles sync`` on the peer's side still catches it up). Failures that no retry can mend (an
+address the safe-fetch policy refuses, a 4xx such as 400, 404 or 410) are dead at once, with the reason.
 
 Claiming is safe with several workers: on PostgreSQL rows are picked with ``FOR UPDATE SKIP
 LOCKED`` and leased (``next_attempt_at`` pushed past the lease) in one short transaction, so no two
@@ -24,7 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from node.common.timeutil import utcnow as utcnow_seconds
 from node.extensions import db
-from node.fedi.models import Delivery, OutboxEntry, RemoteServer
+from node.fedi.models import Delivery, Follow, OutboxEntry, RemoteActor, RemoteServer
 from node.fedi.transport import SendResult, post_activity, remember_flavour
 
 log = logging.getLogger("halles.delivery")
@@ -37,8 +39,12 @@ PER_SERVER_LIMIT = 4
 #: Rows looked at per delivery claimed: room to skip a busy server's backlog in the same query.
 CANDIDATES_PER_SLOT = 5
 MAX_BACKOFF = timedelta(hours=6)
-#: Answers after which retrying is pointless: the inbox is gone or refuses the activity for good.
-PERMANENT_FAILURES = {400, 404, 405, 410, 413, 422}
+#: Client errors that may pass on a later attempt; every other 4xx means the inbox is gone or refuses
+#: this activity for good, and the delivery is given up at once. 401/403 come after the double knock
+#: failed with both flavours, most often because the peer could not fetch our key at that moment (our
+#: node was slow or down, its key cache was stale): worth a few retries. 408 and 425 are about timing,
+#: 429 about volume (its Retry-After is honoured).
+RETRIED_CLIENT_ERRORS = frozenset({401, 403, 408, 425, 429})
 
 
 def utcnow():
@@ -226,6 +232,7 @@ def _store_outcomes(app: Flask, results: list[tuple[Claimed, SendResult]]) -> No
         # out again when its lease ends, and receivers drop it as a duplicate (same activity id).
         db.session.execute(text("PRAGMA synchronous=NORMAL"))
     now = utcnow()
+    gone: set[str] = set()
     ids = [claimed.id for claimed, _ in results]
     rows = {row.id: row for row in db.session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
     for item, result in results:
@@ -241,13 +248,57 @@ def _store_outcomes(app: Flask, results: list[tuple[Claimed, SendResult]]) -> No
             row.sent_at = now
             row.last_error = None
             continue
-        row.last_error = (result.error or "failed")[:1000]
-        if result.status in PERMANENT_FAILURES or row.attempts >= max_attempts:
+        permanent = is_permanent(result)
+        error = result.error or "failed"
+        row.last_error = (f"permanent, not retried: {error}" if permanent else error)[:1000]
+        if permanent or row.attempts >= max_attempts:
             row.state = "dead"
             log.warning("delivery %s to %s is dead: %s", row.id, row.inbox_url, row.last_error)
+            if result.status == 410:
+                gone.add(row.inbox_url)
         else:
-            row.next_attempt_at = now + _backoff(app, row.attempts)
+            row.next_attempt_at = now + _retry_delay(app, row.attempts, result.retry_after)
+    for inbox in gone:
+        _inbox_gone(inbox, now)
     db.session.commit()
+
+
+def is_permanent(result: SendResult) -> bool:
+    """True when sending this delivery again cannot succeed: the address is refused by policy, or the
+    inbox answered a client error other than those in RETRIED_CLIENT_ERRORS. Timeouts, connection
+    errors, 5xx and DNS failures are transient."""
+    if result.refused:
+        return True
+    status = result.status
+    return status is not None and 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS
+
+
+def _retry_delay(app: Flask, attempts: int, retry_after: float | None) -> timedelta:
+    """Our backoff, or longer when the server asked for it (Retry-After), never past MAX_BACKOFF: a
+    server cannot park a delivery for a year with one header."""
+    delay = _backoff(app, attempts)
+    if retry_after is not None:
+        delay = max(delay, min(MAX_BACKOFF, timedelta(seconds=retry_after)))
+    return delay
+
+
+def _inbox_gone(inbox: str, now) -> None:
+    """410 Gone: nothing more goes to this inbox. Its other pending deliveries die now rather than one
+    410 at a time, and followers whose own inbox it is (not a server's shared inbox, which serves
+    others too) are removed, as an Undo(Follow) would; they can follow again."""
+    reason = "permanent, not retried: the inbox answered 410 Gone"
+    db.session.execute(
+        update(Delivery).where(Delivery.inbox_url == inbox, Delivery.state == "pending")
+        .values(state="dead", last_error=reason)
+    )
+    actors = select(RemoteActor.id).where(
+        RemoteActor.inbox == inbox, (RemoteActor.shared_inbox.is_(None)) | (RemoteActor.shared_inbox == inbox))
+    removed = db.session.execute(
+        update(Follow).where(Follow.direction == "incoming", Follow.state == "accepted", Follow.actor_id.in_(actors))
+        .values(state="removed", decided_at=now)
+    ).rowcount
+    if removed:
+        log.warning("inbox %s is gone (410): %d follower(s) removed", inbox, removed)
 
 
 def retry_dead(domain: str | None = None) -> int:

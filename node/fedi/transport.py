@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from sqlalchemy import select
 
 from federation import httpsig
+from federation.errors import FetchError
 from federation.fetch import check_url_allowed
 from node.extensions import db
 from node.fedi.http import allow_private, deadline, resolver, session
@@ -35,6 +38,11 @@ class SendResult:
     error: str | None = None
     #: Set when the double knock found that this server accepts another flavour than we thought.
     learned: str | None = None
+    #: Nothing was sent because the address is refused for good (the safe-fetch policy: a private,
+    #: loopback or link-local address, a bad scheme): retrying cannot help.
+    refused: bool = False
+    #: Seconds the server asked us to wait (``Retry-After`` on a 429 or 503), when it said.
+    retry_after: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -115,7 +123,13 @@ def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str
                 preferred: str | None = None) -> tuple[requests.Response | None, SendResult]:
     """Send a signed request; on 401/403 knock again with the other flavour once. ``preferred`` is the
     flavour the caller already looked up for this server (delivery threads then need no database)."""
-    check_url_allowed(url, allow_private=allow_private(), resolver=resolver())
+    try:
+        check_url_allowed(url, allow_private=allow_private(), resolver=resolver())
+    except FetchError as exc:
+        # A name that does not resolve now may resolve later (DNS outage): that one is retried.
+        # Every other refusal is about the address itself and stays true on the next attempt.
+        refused = not exc.reason.startswith("cannot resolve")
+        return None, SendResult(None, None, f"refused before sending: {exc}", refused=refused)
     domain = domain_of(url)
     preferred = preferred or server_flavour(domain) or "rfc9421"
     order = [preferred] + [f for f in FLAVOURS if f != preferred]
@@ -130,9 +144,27 @@ def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str
         # The caller stores the flavour that worked (see delivery._record); sending writes nothing.
         learned = flavour if response.status_code < 400 and flavour != preferred else None
         return response, SendResult(response.status_code, flavour, None if response.ok else _error_text(response),
-                                    learned=learned)
+                                    learned=learned, retry_after=_retry_after(response))
     assert response is not None
     return response, SendResult(response.status_code, None, _error_text(response))
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """``Retry-After`` of a 429 or 503 in seconds (delta-seconds or an HTTP date), else None."""
+    if response.status_code not in (429, 503):
+        return None
+    raw = (response.headers.get("Retry-After") or "").strip()
+    if not raw:
+        return None
+    if raw.isdigit():
+        return float(raw)
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now_aware()).total_seconds())
 
 
 def _error_text(response: requests.Response) -> str:
@@ -163,6 +195,4 @@ def get_signed_json(url: str) -> dict[str, Any]:
 
 
 def httpsig_error(message: str) -> Exception:
-    from federation.errors import FetchError
-
     return FetchError(message)

@@ -1,6 +1,7 @@
 """Fake remote servers on 127.0.0.1 that misbehave on purpose, written on raw sockets so every byte
 and its timing is ours: a healthy inbox, one that answers 500, one that never answers, one that
-drops the connection, and ones that trickle their status line or their body one byte per second."""
+drops the connection, ones that trickle their status line or their body one byte per second, and
+ones that answer 410 Gone, 400 Bad Request or 429 with a Retry-After."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import threading
 import time
 from collections import Counter
 
-MODES = ("ok", "error", "timeout", "drop", "slow-headers", "slow-body", "slow-error")
+MODES = ("ok", "error", "timeout", "drop", "slow-headers", "slow-body", "slow-error", "gone", "bad-request",
+         "throttle")
 
 
 def _read_request(sock: socket.socket) -> bytes:
@@ -46,6 +48,8 @@ class FakePeer:
         self.received: Counter[str] = Counter()
         self.requests = 0
         self.hung_up_after: list[float] = []
+        #: What the throttle mode sends as Retry-After, in seconds.
+        self.retry_after = 600
         self._stop = threading.Event()
         self._lock = threading.Lock()
         peer = self
@@ -124,6 +128,16 @@ class FakePeer:
         if self.mode == "slow-error":
             sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100000\r\n\r\n")
             self._trickle(sock, b"." * 100_000, started)
+            return
+        if self.mode == "gone":
+            sock.sendall(b"HTTP/1.1 410 Gone\r\nContent-Length: 4\r\nConnection: close\r\n\r\ngone")
+            return
+        if self.mode == "bad-request":
+            sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad")
+            return
+        if self.mode == "throttle":
+            sock.sendall(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %d\r\nContent-Length: 4\r\n"
+                         b"Connection: close\r\n\r\nslow" % self.retry_after)
             return
         try:
             activity_id = json.loads(body)["id"]

@@ -178,7 +178,8 @@ class EventQuerySchema(Schema):
     start = QueryInstant(data_key="from", metadata={"description": "Occurrences ending after this (default: now)"})
     end = QueryInstant(data_key="to", metadata={"description": "Occurrences starting before this"})
     q = fields.String(validate=validate.Length(max=200),
-                      metadata={"description": "Words to find in title, description or tags (any case, any accents)"})
+                      metadata={"description": "Words (at most 12), each the start of a word of the title, "
+                                "description, tags, place or city; any case, any accents"})
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     city = fields.String(validate=validate.Length(max=120))
     tag = fields.String(validate=validate.Length(max=40))

@@ -33,7 +33,7 @@ from node.common.permissions import (
     require_staff,
 )
 from node.common.timeutil import to_utc_naive, utcnow, zone
-from node.events import registrations
+from node.events import registrations, search
 from node.events.models import (
     ACCESSIBILITY_FEATURES,
     CATEGORIES,
@@ -112,16 +112,16 @@ def fold(text: str) -> str:
     return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
 
 
-def _text_match(event_row: Any, *, words: list[str], tag: str | None, accessible: list[str]) -> bool:
-    if words:
-        haystack = " ".join([event_row.title or "", event_row.description or "", *(event_row.tags or [])])
-        folded = fold(haystack)
-        if not all(word in folded for word in words):
-            return False
-    if tag is not None and tag not in {fold(str(t)).lstrip("#") for t in event_row.tags or []}:
-        return False
-    features = event_row.accessibility or {}
-    return all(features.get(feature) is True for feature in accessible)
+def _has_tag(tags: Any, wanted: str) -> bool:
+    return wanted in {fold(str(tag)).lstrip("#") for tag in tags or []}
+
+
+def _offers(dialect: str, feature: str):
+    """True where the event's accessibility flags hold ``feature: true`` (a JSON true, nothing else:
+    a remote's odd value must not break the listing with a failed cast)."""
+    if dialect == "postgresql":
+        return func.json_extract_path_text(Event.accessibility, feature) == "true"
+    return func.json_type(Event.accessibility, f'$."{feature}"') == "true"
 
 
 def _apply_filters(query, actor: Any, *, scope: str, start: datetime | None, end: datetime | None,
@@ -130,10 +130,10 @@ def _apply_filters(query, actor: Any, *, scope: str, start: datetime | None, end
                    public_only: bool = False):
     """Filters shared by listings and feeds, on a query joining EventOccurrence and Event.
 
-    The city is an SQL condition on its folded form (``Event.city_key``), so a city listing walks the
-    (starts_at, id) index from the cursor like any other. Free text, tag and accessibility match in
-    Python (accents and JSON columns behave differently on SQLite and PostgreSQL); they narrow the SQL
-    query to the matching event ids. A later full-text index replaces this."""
+    Every filter is an SQL condition: the city on its folded form (``Event.city_key``), so a city
+    listing walks the (starts_at, id) index from the cursor like any other; free text through the
+    database's full-text index (node/events/search.py); accessibility on the JSON flags. Only a tag,
+    compared folded inside a JSON list, narrows the query in Python to the matching event ids."""
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}")
     visibilities = ("public",) if public_only else event_visibilities(actor)
@@ -161,21 +161,20 @@ def _apply_filters(query, actor: Any, *, scope: str, start: datetime | None, end
             raise InvalidInput(f"unknown accessibility feature {feature!r}: use {', '.join(ACCESSIBILITY_FEATURES)}")
     if city:
         conditions.append(Event.city_key == city_key(city))
-    words = fold(q or "").split()
-    folded_tag = fold(tag).strip().lstrip("#") if tag else None
+    dialect = db.session.get_bind().dialect.name
+    conditions.extend(_offers(dialect, feature) for feature in features)
+    words = search.search_words(q)
+    if words:
+        conditions.append(search.matching_condition(dialect, words))
     query = query.where(*conditions, *range_conditions)
-    if words or folded_tag is not None or features:
-        candidates = select(
-            Event.id, Event.title, Event.description, Event.tags, Event.accessibility
-        ).where(*conditions)
+    folded_tag = fold(tag).strip().lstrip("#") if tag else None
+    if folded_tag is not None:
+        candidates = select(Event.id, Event.tags).where(*conditions)
         if range_conditions:
             candidates = candidates.where(
                 Event.id.in_(select(EventOccurrence.event_id).where(*range_conditions))
             )
-        ids = [
-            row.id for row in db.session.execute(candidates)
-            if _text_match(row, words=words, tag=folded_tag, accessible=features)
-        ]
+        ids = [row.id for row in db.session.execute(candidates) if _has_tag(row.tags, folded_tag)]
         query = query.where(Event.id.in_(ids)) if ids else query.where(Event.id.is_(None))
     return query
 

@@ -316,7 +316,8 @@ _QUERY_PARAMS = [
                     "(feeds: 30 days ago)"},
     {"name": "to", "in": "query", "schema": {"type": "string"}, "description": "Occurrences starting before it"},
     {"name": "q", "in": "query", "schema": {"type": "string"},
-     "description": "Words in the title, description or tags; any case, any accents"},
+     "description": "Words (at most 12), each the start of a word of the title, description, tags, place or "
+                    "city; any case, any accents (full-text index)"},
     {"name": "category", "in": "query", "schema": {"type": "string"}},
     {"name": "city", "in": "query", "schema": {"type": "string"}},
     {"name": "tag", "in": "query", "schema": {"type": "string"}},

@@ -106,6 +106,10 @@ def test_upgrade_from_an_earlier_schema_keeps_every_row(kind, empty_database, tm
         client = app.test_client()
         listing = client.get("/api/v1/events").get_json()
         assert [item["title"] for item in listing["items"]] == [EVENT["title"]]
+        # Migration 0002 indexed the events already there for full-text search.
+        first_word = EVENT["title"].split()[0]
+        found = client.get("/api/v1/events", query_string={"q": first_word.upper()}).get_json()
+        assert [item["title"] for item in found["items"]] == [EVENT["title"]]
         # Sequences came through too: new rows get new ids.
         headers = admin_headers(app, "new-admin@halles.example.org")
         response = client.post("/api/v1/organisations", json={"name": "Nouvelle association", "description": "x"},

@@ -83,6 +83,9 @@ fi
 if ! runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname = 'halles'" | grep -q 1; then
   runuser -u postgres -- createdb --owner halles halles
 fi
+# Event search folds accents with unaccent (PostgreSQL contrib); created here as the superuser so the
+# migration finds it whatever the role's rights.
+runuser -u postgres -- psql -q -d halles -c "CREATE EXTENSION IF NOT EXISTS unaccent"
 
 say "settings in $ENV_FILE"
 set_env() {

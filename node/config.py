@@ -40,6 +40,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_LOG_FORMAT": ("HALLES_LOG_FORMAT", "str"),
     "HALLES_DELIVERY_MAX_ATTEMPTS": ("HALLES_DELIVERY_MAX_ATTEMPTS", "int"),
     "HALLES_DELIVERY_BACKOFF_SECONDS": ("HALLES_DELIVERY_BACKOFF_SECONDS", "float"),
+    "HALLES_DELIVERY_RETENTION_DAYS": ("HALLES_DELIVERY_RETENTION_DAYS", "int"),
     "HALLES_SYNC_INTERVAL_SECONDS": ("HALLES_SYNC_INTERVAL_SECONDS", "float"),
     "HALLES_RATE_LIMIT_INBOX": ("HALLES_RATE_LIMIT_INBOX", "str"),
     "HALLES_RATE_LIMIT_REGISTRATIONS": ("HALLES_RATE_LIMIT_REGISTRATIONS", "str"),
@@ -63,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "HALLES_LOG_FORMAT": "text",
     "HALLES_DELIVERY_MAX_ATTEMPTS": 12,
     "HALLES_DELIVERY_BACKOFF_SECONDS": 30.0,
+    # Sent delivery rows are deleted after this many days, dead ones after three times as long.
+    "HALLES_DELIVERY_RETENTION_DAYS": 30,
     "HALLES_SYNC_INTERVAL_SECONDS": 300.0,
     # COUNT/PERIOD token buckets (node/common/ratelimit.py); "off" disables one.
     "HALLES_RATE_LIMIT_INBOX": "300/1m",
@@ -195,6 +198,9 @@ def validate(config: dict[str, Any]) -> None:
     attempts = config.get("HALLES_DELIVERY_MAX_ATTEMPTS")
     if not isinstance(attempts, int) or not 1 <= attempts <= 100:
         problems.append("HALLES_DELIVERY_MAX_ATTEMPTS must be a whole number between 1 and 100")
+    retention = config.get("HALLES_DELIVERY_RETENTION_DAYS")
+    if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 3650:
+        problems.append("HALLES_DELIVERY_RETENTION_DAYS must be a whole number of days between 1 and 3650")
     for name in ("HALLES_DELIVERY_BACKOFF_SECONDS", "HALLES_SYNC_INTERVAL_SECONDS"):
         value = config.get(name)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -1,4 +1,5 @@
-"""`halles peer ...`, `halles follow`, `halles sync`, `halles reshare`: the network from the shell."""
+"""`halles peer ...`, `halles follow`, `halles sync`, `halles reshare`, `halles deliveries prune`: the network
+from the shell."""
 
 from __future__ import annotations
 
@@ -126,6 +127,25 @@ def register_cli(app: Flask) -> None:
         actor = remove(url)
         db.session.commit()
         click.echo(f"removed {actor.ap_id}")
+
+    @app.cli.group("deliveries")
+    def deliveries() -> None:
+        """The rows of outgoing federation deliveries."""
+
+    @deliveries.command("prune")
+    @click.option("--older-than", "older_than", type=click.IntRange(min=1), default=None, metavar="DAYS",
+                  help="remove sent deliveries older than DAYS (dead ones: 3 x DAYS); "
+                       "default HALLES_DELIVERY_RETENTION_DAYS")
+    @with_appcontext
+    def deliveries_prune(older_than: int | None) -> None:
+        """Delete old sent and dead delivery rows now (the worker also does it every hour). Pending
+        deliveries and the outbox itself (what peers catch up from) are kept."""
+        from node.fedi.outbox import prune_deliveries
+
+        _validated()
+        pruned = prune_deliveries(older_than_days=older_than)
+        click.echo(f"removed {pruned.sent} sent deliveries older than {pruned.sent_days:g} days and "
+                   f"{pruned.dead} dead deliveries older than {pruned.dead_days:g} days")
 
     @app.cli.command("follow")
     @click.argument("account_or_url")

@@ -27,7 +27,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from node.common.timeutil import utcnow as utcnow_seconds
 from node.extensions import db
 from node.fedi.models import Delivery, Follow, OutboxEntry, RemoteActor, RemoteServer
+from node.fedi.outbox import PRUNE_BATCH, prune_deliveries
 from node.fedi.transport import SendResult, post_activity, remember_flavour
+from node.worker import register_task
 
 log = logging.getLogger("halles.delivery")
 
@@ -309,3 +311,33 @@ def retry_dead(domain: str | None = None) -> int:
     result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow_seconds()))
     db.session.commit()
     return result.rowcount or 0
+
+
+#: How often the worker deletes old delivery rows (retention: ``outbox.prune_deliveries``).
+PRUNE_INTERVAL_SECONDS = 3600
+#: Batches per worker round: a large backlog (the first run on an old node) goes a little at a time,
+#: round after round, so sending and applying activities never wait long behind it.
+PRUNE_BATCHES_PER_ROUND = 2
+
+
+def prune_due() -> int:
+    """Worker task: once an hour, and every round while a backlog remains, delete sent and dead
+    deliveries past their retention. Returns the rows deleted."""
+    app = current_app._get_current_object()
+    state = app.extensions.setdefault("halles_delivery_pruning", {"next": 0.0})
+    if time.monotonic() < state["next"]:
+        return 0
+    pruned = prune_deliveries(max_batches=PRUNE_BATCHES_PER_ROUND)
+    removed = pruned.sent + pruned.dead
+    full = PRUNE_BATCHES_PER_ROUND * PRUNE_BATCH
+    backlog = pruned.sent >= full or pruned.dead >= full
+    state["next"] = 0.0 if backlog else time.monotonic() + PRUNE_INTERVAL_SECONDS
+    if removed:
+        log.info("pruned %d sent deliveries older than %g days and %d dead ones older than %g days",
+                 pruned.sent, pruned.sent_days, pruned.dead, pruned.dead_days)
+    return removed
+
+
+# Registered here rather than beside the other federation tasks: this module is what the worker
+# imports to send, and pruning belongs with the rows it sends.
+register_task("delivery-pruning", prune_due)

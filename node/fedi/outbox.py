@@ -8,11 +8,12 @@ rollback loses neither half alone. ``halles worker`` sends the deliveries."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
 from federation.proofs import sign_document
 from federation.vocab import DATA_INTEGRITY_CONTEXT
@@ -220,3 +221,63 @@ def tombstone_object(ap_id: str, former_type: str) -> dict[str, Any]:
         "formerType": former_type,
         "deleted": publication_stamp(),
     }
+
+
+# --- retention of delivery rows ---------------------------------------------------------------------
+
+#: Dead deliveries are kept this many times longer than sent ones: an admin looks at them to find
+#: which peer failed and why (``halles peer list``, the office page) long after the fact.
+DEAD_RETENTION_FACTOR = 3
+PRUNE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Pruned:
+    sent: int
+    dead: int
+    sent_days: float
+    dead_days: float
+
+
+def delivery_retention_days() -> int:
+    return int(current_app.config.get("HALLES_DELIVERY_RETENTION_DAYS", 30))
+
+
+def _delete_batch(where: Any, limit: int) -> int:
+    # A bounded id list, then a plain DELETE: the same statement on SQLite and PostgreSQL (neither
+    # portable DELETE ... LIMIT exists), and each batch is a short transaction of its own.
+    ids = list(db.session.scalars(select(Delivery.id).where(*where).limit(limit)))
+    if not ids:
+        db.session.rollback()
+        return 0
+    db.session.execute(delete(Delivery).where(Delivery.id.in_(ids)).execution_options(synchronize_session=False))
+    db.session.commit()
+    return len(ids)
+
+
+def prune_deliveries(*, older_than_days: float | None = None, batch: int = PRUNE_BATCH,
+                     max_batches: int | None = None, now: datetime | None = None) -> Pruned:
+    """Delete ``sent`` deliveries sent more than ``older_than_days`` ago (default
+    ``HALLES_DELIVERY_RETENTION_DAYS``) and ``dead`` ones created more than DEAD_RETENTION_FACTOR times
+    that long ago, ``batch`` rows per transaction. Pending deliveries are never touched, nor outbox
+    entries: catch-up pages the outbox, not the deliveries, so a peer still pulls everything.
+
+    ``max_batches`` bounds the work of one call (the worker does a little at a time); None goes on
+    until nothing is left. Commits."""
+    days = float(delivery_retention_days() if older_than_days is None else older_than_days)
+    now = now or utcnow()
+    sent_before = now - timedelta(days=days)
+    dead_before = now - timedelta(days=days * DEAD_RETENTION_FACTOR)
+    counts = {"sent": 0, "dead": 0}
+    for state, where in (
+        ("sent", (Delivery.state == "sent", Delivery.sent_at < sent_before)),
+        ("dead", (Delivery.state == "dead", Delivery.created_at < dead_before)),
+    ):
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            removed = _delete_batch(where, batch)
+            counts[state] += removed
+            batches += 1
+            if removed < batch:
+                break
+    return Pruned(counts["sent"], counts["dead"], days, days * DEAD_RETENTION_FACTOR)

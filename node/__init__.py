@@ -14,6 +14,10 @@ from flask import Flask, current_app, request
 from node import config as config_module
 from node.extensions import babel, csrf, db, login_manager, migrate
 
+#: Anonymous answers the same for every visitor, served from node/common/microcache.py for
+#: HALLES_LISTING_CACHE_SECONDS: the events API list, the feeds and the partners' widget.
+PUBLIC_LISTING_PATHS = ("/api/v1/events", "/events.ics", "/events.atom", "/embed")
+
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 
 #: Domain modules whose ``views`` define blueprints named ``api`` and/or ``web``.
@@ -72,6 +76,13 @@ def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -
     from node.openapi import bp as openapi_bp
 
     app.register_blueprint(openapi_bp)
+    if app.config.get("HALLES_LISTING_CACHE_SECONDS"):
+        from node.common.microcache import ResponseCache
+
+        # Inside ProxyFix (installed next), so entries are keyed by the visitor's host and scheme.
+        app.wsgi_app = ResponseCache(  # type: ignore[method-assign]
+            app.wsgi_app, paths=PUBLIC_LISTING_PATHS, ttl=app.config["HALLES_LISTING_CACHE_SECONDS"]
+        )
     importlib.import_module("node.ops.production").init_app(app)
     _configure_sqlite(app)
 

@@ -10,7 +10,16 @@ One row per (limit, client) in ``rate_limit_buckets``; taking a token is one ``I
 DO UPDATE ... WHERE there is a token RETURNING`` statement on its own connection, committed at once:
 atomic on PostgreSQL (row lock) and SQLite (one writer), and independent of the request's own
 transaction, so a refused or failed request still counts. Call it before the request writes
-anything: on SQLite a second connection would wait for the request's own write lock.
+anything: on SQLite a second connection would wait for the request's own write lock. That commit
+does not wait for the disk (``synchronous_commit`` off for it on PostgreSQL, ``synchronous=NORMAL``
+on SQLite): a take lost in a crash only hands a client back a token.
+
+Large budgets (``LEASE_MIN_BUDGET`` tokens or more, such as the inbox's 300 a minute) are spent by
+``enforce`` from a lease: the process takes up to 1/``LEASE_FRACTION`` of the budget at once from
+the database and spends it from memory for at most ``LEASE_SECONDS``, so a burst of requests does
+not write the database for each. Tokens a lease did not spend are lost, never handed out twice; the
+bound above then holds within one lease per process (a client can get at most that many more
+through while the database bucket refills to full under an unspent lease). ``take`` itself is exact.
 
 Limits in use (see ``LIMITS``): the inbox per remote server, event registrations per client address,
 sign-in attempts per client address (failed logins and password-reset requests)."""
@@ -22,6 +31,7 @@ import ipaddress
 import math
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +39,7 @@ from functools import wraps
 from typing import Any
 
 from flask import current_app, request
-from sqlalchemy import Float, String, case, delete, literal, select
+from sqlalchemy import Float, String, bindparam, delete, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from node.common.errors import HallesError
@@ -47,6 +57,14 @@ LIMITS: dict[str, tuple[str, str, str]] = {
 KEY_LENGTH = 255
 #: One take in this many also deletes the buckets of that limit that have refilled completely.
 PRUNE_EVERY = 200
+#: Budgets at least this large are spent from leases by ``enforce`` (see the module's doc).
+LEASE_MIN_BUDGET = 64
+#: A lease holds at most this fraction of the budget...
+LEASE_FRACTION = 32
+#: ... and at most this many tokens ...
+LEASE_MAX_TOKENS = 64
+#: ... for at most this long.
+LEASE_SECONDS = 1.0
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd]?)\s*$")
 
@@ -128,6 +146,8 @@ def configured_rate(name: str) -> Rate | None:
 
 # --- storage ---------------------------------------------------------------------------------------
 
+_TABLE = RateLimitBucket.__table__
+
 
 def _bucket_key(name: str, client: str) -> str:
     key = f"{name}:{client}"
@@ -136,46 +156,55 @@ def _bucket_key(name: str, client: str) -> str:
     return key
 
 
-def _insert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+_REFILLED = ("rate_limit_buckets.tokens + (CASE WHEN rate_limit_buckets.updated < :now "
+             "THEN :now - rate_limit_buckets.updated ELSE 0.0 END) * :per_second")
+_AVAILABLE = f"(CASE WHEN {_REFILLED} > :capacity THEN :capacity ELSE {_REFILLED} END)"
+#: Written once as SQL text (the same on SQLite and PostgreSQL): building the expression with
+#: ``case()`` and literals for every request cost more than the statement itself.
+_TAKE = text(
+    "INSERT INTO rate_limit_buckets (key, tokens, updated) VALUES (:key, :capacity - :spend, :now) "
+    "ON CONFLICT (key) DO UPDATE SET "
+    f"tokens = {_AVAILABLE} - :spend, "
+    "updated = CASE WHEN rate_limit_buckets.updated < :now THEN :now ELSE rate_limit_buckets.updated END "
+    f"WHERE {_AVAILABLE} >= :spend "
+    "RETURNING tokens"
+).bindparams(bindparam("capacity", type_=Float()), bindparam("now", type_=Float()),
+             bindparam("per_second", type_=Float()), bindparam("spend", type_=Float()))
 
 
-def take(name: str, client: str, rate: Rate, *, now: float | None = None) -> Decision:
-    """Spend one token of ``client``'s bucket for limit ``name``; committed at once, on its own."""
+def take(name: str, client: str, rate: Rate, *, now: float | None = None, tokens: int = 1) -> Decision:
+    """Spend ``tokens`` of ``client``'s bucket for limit ``name`` (all or none); committed at once,
+    on its own."""
     now = time.time() if now is None else now
     key = _bucket_key(name, client)
-    table = RateLimitBucket.__table__
     capacity = float(rate.count)
-    elapsed = case((table.c.updated < now, literal(now) - table.c.updated), else_=0.0)
-    refilled = table.c.tokens + elapsed * rate.per_second
-    available = case((refilled > capacity, capacity), else_=refilled)
     engine = db.engine
-    insert = _insert(engine.dialect.name)
-    statement = (
-        insert(table)
-        .values(key=key, tokens=capacity - 1, updated=now)
-        .on_conflict_do_update(
-            index_elements=[table.c.key],
-            set_={"tokens": available - 1, "updated": case((table.c.updated < now, now), else_=table.c.updated)},
-            where=available >= 1,
-        )
-        .returning(table.c.tokens)
-    )
-    with engine.begin() as connection:
-        left = connection.execute(statement).scalar()
-        if left is None:
-            row = connection.execute(select(table.c.tokens, table.c.updated).where(table.c.key == key)).one()
-        if random.random() < 1 / PRUNE_EVERY:  # spreads the housekeeping over requests
-            _prune(connection, name, rate, now)
+    params = {"key": key, "capacity": capacity, "now": now, "per_second": rate.per_second, "spend": float(tokens)}
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            # WAL keeps the commit atomic; only its flush to disk is skipped (see the module's doc).
+            synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+            connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
+        else:
+            connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        try:
+            left = connection.execute(_TAKE, params).scalar()
+            if left is None:
+                row = connection.execute(select(_TABLE.c.tokens, _TABLE.c.updated).where(_TABLE.c.key == key)).one()
+            if random.random() < 1 / PRUNE_EVERY:  # spreads the housekeeping over requests
+                _prune(connection, name, rate, now)
+            connection.commit()
+        finally:
+            connection.rollback()  # after a failure; nothing to undo after the commit
+            if sqlite:
+                connection.exec_driver_sql(f"PRAGMA synchronous={int(synchronous)}")
+                connection.commit()
     if left is not None:
         return Decision(True, int(math.floor(left + 1e-9)), 0)
-    tokens, updated = row
-    have = min(capacity, tokens + max(0.0, now - updated) * rate.per_second)
-    return Decision(False, 0, max(1, math.ceil((1 - have) / rate.per_second)))
+    tokens_left, updated = row
+    have = min(capacity, tokens_left + max(0.0, now - updated) * rate.per_second)
+    return Decision(False, 0, max(1, math.ceil((tokens - have) / rate.per_second)))
 
 
 def peek(name: str, client: str, rate: Rate, *, now: float | None = None) -> Decision:
@@ -241,12 +270,71 @@ def _refusal(name: str, client: str, rate: Rate, decision: Decision, what: str) 
 WHAT = {"inbox": "activities", "registrations": "registrations", "login": "sign-in attempts"}
 
 
+class _Lease:
+    __slots__ = ("tokens", "until")
+
+    def __init__(self, tokens: int, until: float) -> None:
+        self.tokens = tokens
+        self.until = until
+
+
+class _Leases:
+    """This process's leases of one app (tests run several nodes in one process)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_key: dict[str, _Lease] = {}
+
+    def spend(self, key: str, now: float) -> int | None:
+        """Tokens left in the lease after spending one, or None when there is no usable lease."""
+        with self.lock:
+            lease = self.by_key.get(key)
+            if lease is None or lease.tokens < 1 or not (lease.until - LEASE_SECONDS <= now < lease.until):
+                return None
+            lease.tokens -= 1
+            return lease.tokens
+
+    def keep(self, key: str, tokens: int, now: float) -> None:
+        with self.lock:
+            if len(self.by_key) > 10_000:  # clients seen once: drop the expired leases
+                self.by_key = {k: lease for k, lease in self.by_key.items() if lease.until > now}
+            self.by_key[key] = _Lease(tokens, now + LEASE_SECONDS)
+
+
+def _leases() -> _Leases:
+    leases = current_app.extensions.get("halles_rate_leases")
+    if leases is None:
+        leases = current_app.extensions.setdefault("halles_rate_leases", _Leases())
+    return leases
+
+
+def lease_size(rate: Rate) -> int:
+    """Tokens ``enforce`` takes from the database at once for ``rate`` (1: no lease)."""
+    if rate.count < LEASE_MIN_BUDGET:
+        return 1
+    return max(1, min(LEASE_MAX_TOKENS, rate.count // LEASE_FRACTION))
+
+
 def enforce(name: str, client: str) -> Decision | None:
     """Spend a token or raise TooManyRequests (429 with Retry-After). None when the limit is off."""
     rate = configured_rate(name)
     if rate is None:
         return None
-    decision = take(name, client, rate)
+    size = lease_size(rate)
+    if size == 1:
+        decision = take(name, client, rate)
+    else:
+        now = time.time()
+        key = _bucket_key(name, client)
+        leases = _leases()
+        left = leases.spend(key, now)
+        if left is not None:
+            return Decision(True, left, 0)
+        decision = take(name, client, rate, now=now, tokens=size)
+        if decision.allowed:
+            leases.keep(key, size - 1, now)
+        else:  # not a whole lease left: spend single tokens until the bucket is empty
+            decision = take(name, client, rate, now=now)
     if not decision.allowed:
         raise _refusal(name, client, rate, decision, WHAT.get(name, "requests"))
     return decision

@@ -175,6 +175,44 @@ def test_concurrent_clients_share_one_budget_exactly(app):
     assert results.count(True) == 40
 
 
+def _bucket_tokens(key: str) -> float:
+    from sqlalchemy import select
+
+    from node.common.ratelimit import RateLimitBucket
+    from node.extensions import db
+
+    return db.session.scalar(select(RateLimitBucket.tokens).where(RateLimitBucket.key == key))
+
+
+def test_large_budgets_are_spent_from_a_lease_and_never_exceeded(make_app):
+    """A budget of 6400 an hour: one database take serves a lease of 64 requests; and a budget of 64
+    an hour (leases of 2) lets exactly 64 through, the lease's tokens being part of the budget."""
+    app = make_app(HALLES_RATE_LIMIT_INBOX="6400/1h")
+    with app.app_context():
+        assert ratelimit.lease_size(Rate(6400, 3600)) == 64
+        for _ in range(10):
+            ratelimit.enforce("inbox", "leased.example")
+        assert _bucket_tokens("inbox:leased.example") == 6400 - 64  # one take for ten requests
+    app = make_app(HALLES_RATE_LIMIT_INBOX="64/1h")
+    with app.app_context():
+        assert ratelimit.lease_size(Rate(64, 3600)) == 2
+        outcomes = []
+        for _ in range(80):
+            try:
+                ratelimit.enforce("inbox", "small.example")
+                outcomes.append(True)
+            except ratelimit.TooManyRequests as refused:
+                assert int(refused.headers["Retry-After"]) >= 1
+                outcomes.append(False)
+    assert outcomes == [True] * 64 + [False] * 16
+    tally.inputs("rate-limit leased requests", 90)
+
+
+def test_budgets_below_the_lease_size_are_taken_token_by_token(app_ctx):
+    assert ratelimit.lease_size(Rate(63, 60)) == 1
+    assert ratelimit.lease_size(Rate(300, 60)) == 9
+
+
 def test_client_address_groups_ipv6_by_64(app):
     with app.test_request_context(environ_base={"REMOTE_ADDR": "2001:db8:1:2:aaaa::1"}):
         assert ratelimit.client_address() == "2001:db8:1:2::/64"

@@ -45,6 +45,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_RATE_LIMIT_INBOX": ("HALLES_RATE_LIMIT_INBOX", "str"),
     "HALLES_RATE_LIMIT_REGISTRATIONS": ("HALLES_RATE_LIMIT_REGISTRATIONS", "str"),
     "HALLES_RATE_LIMIT_LOGIN": ("HALLES_RATE_LIMIT_LOGIN", "str"),
+    "HALLES_RATE_LIMIT_BOOKING_REQUESTS": ("HALLES_RATE_LIMIT_BOOKING_REQUESTS", "str"),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -71,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "HALLES_RATE_LIMIT_INBOX": "300/1m",
     "HALLES_RATE_LIMIT_REGISTRATIONS": "30/10m",
     "HALLES_RATE_LIMIT_LOGIN": "10/5m",
+    # Room requests from people without an account, per client address (each one emails the address
+    # it names, so the limit also keeps the form from being used to flood someone's mailbox).
+    "HALLES_RATE_LIMIT_BOOKING_REQUESTS": "10/1h",
     "SQLALCHEMY_TRACK_MODIFICATIONS": False,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
@@ -207,9 +211,13 @@ def validate(config: dict[str, Any]) -> None:
             problems.append(f"{name} must be a positive number of seconds")
     if config.get("HALLES_LOG_FORMAT") not in ("text", "json"):
         problems.append("HALLES_LOG_FORMAT must be text or json")
-    from node.common.ratelimit import validate_settings
+    from node.common.ratelimit import parse_rate, validate_settings
 
     problems.extend(validate_settings(config))
+    try:
+        parse_rate(str(config.get("HALLES_RATE_LIMIT_BOOKING_REQUESTS", "")))
+    except ValueError as exc:
+        problems.append(f"HALLES_RATE_LIMIT_BOOKING_REQUESTS: {exc}")
     if problems:
         raise ConfigError("configuration problems:\n  - " + "\n  - ".join(problems))
 

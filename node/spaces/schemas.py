@@ -291,6 +291,38 @@ class BookingInput(InputSchema):
             raise ValidationError("must be after starts_at", field_name="ends_at")
 
 
+class GuestBookingInput(InputSchema):
+    """A booking request from someone without an account (the public room page's form, as JSON)."""
+
+    starts_at = UtcDateTime(required=True, metadata={"example": "2026-03-02T14:00:00+01:00"})
+    ends_at = UtcDateTime(required=True, metadata={"example": "2026-03-02T16:30:00+01:00"})
+    name = _required_text(200, metadata={"example": "Nadia Kaci"})
+    email = fields.Email(required=True, validate=validate.Length(max=254),
+                         metadata={"description": "the answer is sent there"})
+    organisation_name = Text(validate=validate.Length(max=200), load_default="")
+    category = fields.String(required=True, validate=validate.OneOf(BOOKER_CATEGORIES),
+                             metadata={"description": "a non-member category the room has a tariff for"})
+    purpose = Text(validate=validate.Length(max=2000), load_default="")
+
+    @validates_schema
+    def _end_after_start(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["ends_at"] <= data["starts_at"]:
+            raise ValidationError("must be after starts_at", field_name="ends_at")
+
+
+class GuestBookingOutput(Schema):
+    """What the person who asked may see of their request (no account: nothing more to read later)."""
+
+    id = fields.Integer()
+    room_id = fields.Integer()
+    status = fields.String(metadata={"enum": ["pending"]})
+    starts_at = UtcDateTime()
+    ends_at = UtcDateTime()
+    price_cents = fields.Integer(metadata={"description": "estimated; the office confirms by email"})
+    detail = fields.Function(lambda booking: f"request received; the team answers by email at "
+                                             f"{booking.requester_email}", metadata={"type": "string"})
+
+
 class BookingDecisionInput(InputSchema):
     message = Text(validate=validate.Length(max=2000), load_default="",
                    metadata={"description": "added to the email sent to the requester"})

@@ -28,6 +28,7 @@ from node.charters.services import current_version, has_signed_current
 from node.common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from node.common.pagination import BadCursor, decode_cursor, encode_cursor
 from node.common.permissions import is_staff, manages, require_manager_of, require_staff, require_user
+from node.common.ratelimit import TooManyRequests, parse_rate, take
 from node.common.timeutil import as_aware_utc, iso_utc, to_utc_naive, utcnow, zone
 from node.events.models import Event
 from node.extensions import db
@@ -508,6 +509,27 @@ def book_room(
     )
 
 
+#: Rate-limit bucket of guest booking requests (per client address); the rate is
+#: HALLES_RATE_LIMIT_BOOKING_REQUESTS ("COUNT/PERIOD", or "off").
+GUEST_REQUESTS_LIMIT = "booking_requests"
+
+
+def limit_guest_requests(client: str) -> None:
+    """Spend one guest booking request of ``client`` (an address), or raise TooManyRequests (429, with
+    Retry-After). Call it before the request writes anything: the bucket is taken on its own
+    connection, committed at once, so a refused or failed request still counts."""
+    rate = parse_rate(str(current_app.config.get("HALLES_RATE_LIMIT_BOOKING_REQUESTS", "10/1h")))
+    if rate is None:
+        return
+    decision = take(GUEST_REQUESTS_LIMIT, client, rate)
+    if not decision.allowed:
+        raise TooManyRequests(
+            f"too many booking requests from {client}: this node accepts {rate} from one address; "
+            f"try again in {decision.retry_after} s, or write to the office",
+            decision.retry_after,
+        )
+
+
 def request_booking_as_guest(
     room_id: int,
     starts_at: datetime,
@@ -746,6 +768,7 @@ def _mail_requester(booking: Booking, subject: str, opening: str, message: str =
 __all__ = [
     "book_room",
     "request_booking_as_guest",
+    "limit_guest_requests",
     "cancel_bookings_for_event",
     "detach_event",
     "approve_booking",

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from node.common.api import created, json_body, load
 from node.common.auth import api_login_required, current_actor
 from node.common.permissions import require_staff
+from node.common.ratelimit import client_address
 from node.common.timeutil import as_aware_utc, utcnow
 from node.extensions import db
 from node.spaces import services
@@ -35,6 +36,8 @@ from node.spaces.schemas import (
     DeskList,
     DeskOutput,
     DeskQuery,
+    GuestBookingInput,
+    GuestBookingOutput,
     Interval,
     RoomInput,
     RoomList,
@@ -267,6 +270,34 @@ def cancel_booking(booking_id: int):
     return _decide(services.cancel_booking, booking_id)
 
 
+# --- guest booking requests -----------------------------------------------------------------------
+
+
+@api.post("/rooms/<int:room_id>/booking-requests")
+def request_booking(room_id: int):
+    """The public room page's request form as an API: no account, always pending, acknowledged by email."""
+    services.limit_guest_requests(client_address())  # first: before anything is read or written
+    data = load(GuestBookingInput())
+    booking = services.request_booking_as_guest(
+        room_id, data["starts_at"], data["ends_at"], name=data["name"], email=data["email"],
+        organisation_name=data["organisation_name"], category=data["category"], purpose=data["purpose"],
+    )
+    db.session.commit()
+    return created(GuestBookingOutput().dump(booking))
+
+
+#: The page's endpoint (node/web/public.py ``room_request``): the same form, the same limit.
+GUEST_REQUEST_PAGE = "web.room_request"
+
+
+@web.before_app_request
+def _limit_guest_request_page():
+    """Guest booking requests sent from the room page count against the same per-address budget as
+    the API; over it, the page answers 429 with Retry-After and says when to try again."""
+    if request.method == "POST" and request.endpoint == GUEST_REQUEST_PAGE:
+        services.limit_guest_requests(client_address())
+
+
 # --- iCalendar feed -------------------------------------------------------------------------------
 
 #: How far back the feed goes: calendar apps need recent history, not years of it.
@@ -337,6 +368,8 @@ OPENAPI_SCHEMAS = {
     "Booking": BookingOutput,
     "BookingInput": BookingInput,
     "BookingDecision": BookingDecisionInput,
+    "GuestBookingRequest": GuestBookingInput,
+    "GuestBookingReceived": GuestBookingOutput,
     "BookingList": BookingList,
 }
 
@@ -349,6 +382,7 @@ _ERRORS = {
     413: "the body is larger than the server accepts",
     415: "the body is not sent as application/json",
     422: "invalid fields; 'errors' lists them",
+    429: "too many requests from this address: Retry-After says when to try again",
 }
 
 
@@ -437,6 +471,16 @@ OPENAPI_PATHS: dict[str, dict[str, Any]] = {
             query=AvailabilityQuery, auth=False,
             description="from/to are ISO 8601 with an offset (default: now, and 7 days later; at most 92 days). "
             "Busy intervals are pending and approved bookings, with no personal data.",
+        ),
+    },
+    "/api/v1/rooms/{room_id}/booking-requests": {
+        "post": _op(
+            "Ask for a room without an account", ok=(201, "GuestBookingReceived"),
+            errors=(400, 404, 409, 413, 415, 422, 429), params=(_ROOM,), body="GuestBookingRequest", auth=False,
+            description="The booking is pending until the office answers by email; member tariffs need an "
+            "account. Each client address may send HALLES_RATE_LIMIT_BOOKING_REQUESTS requests (default 10 "
+            "an hour, counted whether they succeed or not; the room page's form shares the budget): past it, "
+            "429 with Retry-After.",
         ),
     },
     "/api/v1/desks": {

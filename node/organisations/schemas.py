@@ -39,6 +39,29 @@ class LowerEmail(fields.Email):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class BlankIsNone:
+    """Mixin for optional (nullable) fields: ``""`` or blanks clear the value, as ``null`` does. The
+    rule for every optional field of the API: an empty string means "none", it is never kept as the
+    old value nor refused as a malformed URL or address."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[misc]
+
+    def _validate(self, value: Any) -> None:
+        if value is not None:  # format and length validators must not see the cleared value
+            super()._validate(value)  # type: ignore[misc]
+
+
+class OptionalEmail(BlankIsNone, LowerEmail):
+    """An optional email address: "" clears it."""
+
+
+class OptionalUrl(BlankIsNone, fields.Url):
+    """An optional http(s) URL: "" clears it."""
+
+
 def _topic_list(value: list[str]) -> None:
     if len(value) > MAX_TOPICS:
         raise ValidationError(f"at most {MAX_TOPICS} topics")
@@ -78,11 +101,17 @@ class OrganisationUpdateSchema(Schema):
     # Only JSON true/false: "yes" or 1 for a tariff flag is more likely a mistake than a choice.
     resident = fields.Boolean(truthy={True}, falsy={False})
     desks_held = fields.Integer(strict=True, validate=validate.Range(0, 10_000))
-    contact_email = LowerEmail(allow_none=True, validate=validate.Length(max=254))
-    contact_phone = OptionalText(allow_none=True, validate=validate.Length(max=40))
-    city = OptionalText(allow_none=True, validate=validate.Length(max=120))
-    description = Trimmed(validate=validate.Length(max=10_000))
-    website = fields.Url(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500))
+    # Optional fields: "" or null clears them (see BlankIsNone).
+    contact_email = OptionalEmail(allow_none=True, validate=validate.Length(max=254),
+                                  metadata={"description": '"" or null clears it'})
+    contact_phone = OptionalText(allow_none=True, validate=validate.Length(max=40),
+                                 metadata={"description": '"" or null clears it'})
+    city = OptionalText(allow_none=True, validate=validate.Length(max=120), metadata={
+        "description": '"" or null clears it: the organisation is then shown in the node\'s own city (HALLES_CITY), '
+                       "where most members work"})
+    description = Trimmed(validate=validate.Length(max=10_000), metadata={"description": '"" empties it'})
+    website = OptionalUrl(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500),
+                          metadata={"description": '"" or null clears it'})
     topics = fields.List(Trimmed(validate=validate.Length(1, 60)), validate=_topic_list)
 
 

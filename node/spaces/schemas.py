@@ -14,6 +14,7 @@ from flask import current_app
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from node.common.timeutil import as_aware_utc, iso_utc, to_utc_naive, zone
+from node.organisations.schemas import OptionalUrl
 from node.spaces.models import BOOKER_CATEGORIES, BOOKING_STATUSES
 from node.spaces.pricing import format_euros
 from node.spaces.services import local_zone_name
@@ -169,8 +170,8 @@ class RoomInput(InputSchema):
     amenities = fields.List(Text(validate=validate.Length(min=1, max=100)), validate=validate.Length(max=50),
                             load_default=list, metadata={"example": ["projector", "kitchen"]})
     step_free = StrictBool(load_default=False)
-    photo_url = fields.URL(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500),
-                           load_default=None)
+    photo_url = OptionalUrl(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500),
+                            load_default=None)
     tariffs = _tariffs_field(load_default=dict)
     active = StrictBool(load_default=True)
 

@@ -13,7 +13,8 @@ from email.utils import make_msgid
 from urllib.parse import unquote, urlsplit
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from node.common.timeutil import utcnow
 from node.extensions import db
@@ -28,6 +29,30 @@ def queue_email(to_address: str, subject: str, body_text: str) -> OutgoingEmail:
     message = OutgoingEmail(to_address=to_address, subject=subject, body_text=body_text)
     db.session.add(message)
     return message
+
+
+def erase_recipient(address: str, *, mentioning: str | None = None) -> tuple[int, int]:
+    """Erasure on request: mail to ``address`` that has not left is dropped (queued or failed rows are
+    deleted), and mail that was sent keeps only its row, subject and dates (recipient and body, which
+    hold the name and the secret links, are blanked). With ``mentioning``, only messages whose body
+    contains that text (e.g. the event's URL, for one registration) are touched, so the person's other
+    registrations keep their mail. Does not commit. Returns (dropped, scrubbed)."""
+    address = (address or "").strip()
+    if not address:
+        return 0, 0
+    scope = [OutgoingEmail.to_address == address]
+    if mentioning:
+        scope.append(OutgoingEmail.body_text.contains(mentioning, autoescape=True))
+    dropped = db.session.execute(
+        delete(OutgoingEmail).where(*scope, OutgoingEmail.status.in_(("queued", "failed")))
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+    scrubbed = db.session.execute(
+        update(OutgoingEmail).where(*scope, OutgoingEmail.status == "sent")
+        .values(to_address="", body_text="", last_error=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+    return dropped, scrubbed
 
 
 def sender_address() -> str:
@@ -82,9 +107,14 @@ def send_pending(limit: int = 50) -> tuple[int, int]:
         return 0, len(pending)
     try:
         for message in pending:
+            try:
+                to_address = message.to_address  # reloaded after each commit
+            except ObjectDeletedError:
+                db.session.rollback()
+                continue  # erased on the recipient's request since this batch was read
             email = EmailMessage()
             email["From"] = sender_address()
-            email["To"] = message.to_address
+            email["To"] = to_address
             email["Subject"] = message.subject
             email["Message-ID"] = make_msgid(domain=urlsplit(current_app.config["HALLES_URL"]).hostname)
             email.set_content(message.body_text)
@@ -98,7 +128,10 @@ def send_pending(limit: int = 50) -> tuple[int, int]:
                 message.sent_at = utcnow()
                 message.attempts += 1
                 sent += 1
-            db.session.commit()
+            try:
+                db.session.commit()
+            except StaleDataError:
+                db.session.rollback()  # erased while it was being sent: nothing left to mark
     finally:
         try:
             client.quit()

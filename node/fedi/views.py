@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, json, render_template_string, request
+from flask import Blueprint, Response, abort, current_app, json, render_template, request
 from sqlalchemy import func, select
 
 from federation.httpsig import verify_request
@@ -209,16 +209,6 @@ def activity(activity_uuid: str):
     return ap_response(entry.activity)
 
 
-#: What browsers get at the URL of a deleted object (servers get the Tombstone).
-GONE_PAGE = """<!doctype html>
-<html lang="fr">
-<head><meta charset="utf-8"><title>Supprimé</title>
-<link rel="alternate" type="application/activity+json" href="{{ url }}"></head>
-<body><main><h1>Supprimé</h1><p>Cette page a été supprimée.</p></main></body>
-</html>
-"""
-
-
 @web.before_app_request
 def activitypub_negotiation():
     """``/events/<uuid>`` and ``/organisations/<slug>`` answer ActivityPub JSON to servers that ask
@@ -235,8 +225,9 @@ def activitypub_negotiation():
     if tombstone is not None:
         # Deleted: 410 for everyone, so crawlers and servers alike stop asking.
         if not activitypub:
-            return Response(render_template_string(GONE_PAGE, url=url), status=410, mimetype="text/html",
-                            headers={"Vary": "Accept"})
+            # The web interface's error page, in the visitor's language, pointing to the Tombstone.
+            page = render_template("error.html", status=410, title="Gone", detail=None, deleted=True, alternate=url)
+            return Response(page, status=410, mimetype="text/html", headers={"Vary": "Accept"})
         return ap_response(outbox.tombstone_object(url, tombstone.former_type) | {
             "deleted": tombstone.deleted_at.strftime("%Y-%m-%dT%H:%M:%SZ")}, status=410)
     if not activitypub:

@@ -4,6 +4,8 @@ CSRF token; the rules (who may, what is allowed) stay in the services the views 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from zoneinfo import available_timezones
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -156,6 +158,55 @@ RECURRENCE_END_CHOICES = [
 ]
 
 
+#: Metropolitan France, then the French overseas zones, at the top of the time zone menu.
+PARIS = "Europe/Paris"
+OVERSEAS_ZONES = {
+    "America/Guadeloupe": _l("Guadeloupe"),
+    "America/Martinique": _l("Martinique"),
+    "America/Cayenne": _l("French Guiana"),
+    "Indian/Reunion": _l("Réunion"),
+    "Indian/Mayotte": _l("Mayotte"),
+    "Pacific/Noumea": _l("New Caledonia"),
+    "Pacific/Tahiti": _l("French Polynesia (Tahiti)"),
+    "America/Miquelon": _l("Saint Pierre and Miquelon"),
+}
+#: The continents and oceans of the IANA database; the other names (US/Eastern, Etc/GMT+3, CET,
+#: Factory...) are aliases or technical zones that would only lengthen the menu.
+ZONE_REGIONS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian",
+                "Pacific")
+
+
+@lru_cache(maxsize=1)
+def listed_zones() -> tuple[str, ...]:
+    return tuple(sorted(name for name in available_timezones()
+                        if name.split("/", 1)[0] in ZONE_REGIONS and "/" in name) + ["UTC"])
+
+
+def _zone_label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def timezone_choices(node_zone: str, current: str | None = None) -> list[SelectChoice]:
+    """The time zone menu: Paris, the node's own zone and the French overseas zones first, then every
+    zone of the IANA database. ``current`` (an event's zone) is kept even when it is not listed."""
+    first_group = str(_l("France and this place"))
+    other_group = str(_l("All time zones"))
+    metropolitan = _l("Metropolitan France")
+    this_place = _l("this place")
+    top: list[SelectChoice] = [SelectChoice(PARIS, f"{_zone_label(PARIS)} — {metropolitan}", optgroup=first_group)]
+    if node_zone != PARIS:
+        place = OVERSEAS_ZONES.get(node_zone)
+        note = f"{place}, {this_place}" if place else str(this_place)
+        top.append(SelectChoice(node_zone, f"{_zone_label(node_zone)} — {note}", optgroup=first_group))
+    top += [SelectChoice(name, f"{_zone_label(name)} — {label}", optgroup=first_group)
+            for name, label in OVERSEAS_ZONES.items() if name != node_zone]
+    shown = {choice.value for choice in top}
+    rest = [name for name in listed_zones() if name not in shown]
+    if current and current not in shown and current not in rest:
+        rest.insert(0, current)
+    return top + [SelectChoice(name, _zone_label(name), optgroup=other_group) for name in rest]
+
+
 class EventForm(FlaskForm):
     title = StringField(_l("Title"), validators=[DataRequired(), Length(max=300)])
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=50_000)])
@@ -166,7 +217,8 @@ class EventForm(FlaskForm):
     day = DateField(_l("Date"), validators=[InputRequired()])
     start = TimeField(_l("Starts at"), validators=[InputRequired()])
     end = TimeField(_l("Ends at"), validators=[InputRequired()])
-    timezone = StringField(_l("Time zone"), validators=[DataRequired(), Length(max=64)])
+    timezone = SelectField(_l("Time zone"), validators=[DataRequired()],
+                           invalid_choice_message=_l("Choose a time zone from the list (for example Europe/Paris)."))
     recurrence = RadioField(_l("Repeats"), choices=opts(RECURRENCE_CHOICES), default="none")
     interval = IntegerField(_l("Every how many weeks or months"), default=1,
                             validators=[Optional(), NumberRange(min=1, max=12)])
@@ -206,6 +258,19 @@ class MemberBookingForm(FlaskForm):
 
 class CancelForm(FlaskForm):
     """Only the CSRF token: a button that changes something."""
+
+
+class ConfirmForm(FlaskForm):
+    """The confirmation step of a change that cannot be undone (cancel, delete): the CSRF token and
+    where to go back to."""
+
+    next = HiddenField()
+
+
+class BookingCancelForm(ConfirmForm):
+    message = TextAreaField(_l("Message to the person who booked (optional)"),
+                            validators=[Optional(), Length(max=2000)],
+                            description=_l("Sent with the cancellation email, e.g. the reason or another date."))
 
 
 # --- office and admin ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from node.charters import services as charters
 from node.common.errors import Forbidden, HallesError
-from node.common.permissions import is_staff, require_event_manager, require_manager_of
+from node.common.permissions import is_staff, require_event_manager, require_manager_of, require_staff
 from node.common.timeutil import utcnow
 from node.events import registrations
 from node.events import services as events
@@ -24,10 +24,19 @@ from node.extensions import db
 from node.organisations import services as organisations
 from node.organisations.models import DIRECTORY_FIELDS, Organisation
 from node.spaces import services as spaces
-from node.spaces.models import BOOKER_CATEGORIES, MEMBER_CATEGORIES
+from node.spaces.models import BLOCKING_STATUSES, BOOKER_CATEGORIES, MEMBER_CATEGORIES
 from node.web import forms, labels
 from node.web.blueprint import web
-from node.web.helpers import actor, event_zone, fail, form_errors, in_zone, local_to_utc, node_zone
+from node.web.helpers import (
+    actor,
+    event_zone,
+    fail,
+    form_errors,
+    in_zone,
+    is_safe_next,
+    local_to_utc,
+    node_zone,
+)
 from node.web.recurrence import Recurrence, build_rule, read_rule
 from node.web.text import markdown
 
@@ -262,6 +271,7 @@ def manage_events():
 def _event_form(formdata=None, event: Event | None = None) -> forms.EventForm:
     user = actor()
     form = forms.EventForm(formdata=formdata)
+    form.timezone.choices = forms.timezone_choices(node_zone().key, event.timezone if event is not None else None)
     rooms = spaces.list_rooms()
     form.room_id.choices = forms.opts([("", _("Choose a room"))] + [
         (str(r.id), f"{r.name} — {r.site.name} ({_('%(n)d people', n=r.capacity)})") for r in rooms])
@@ -451,18 +461,81 @@ def event_edit(event_uuid: str):
     return render_template("manage/event_form.html", form=form, event=event)
 
 
-@web.post("/manage/events/<event_uuid>/cancel")
+def _coming_registrations(event: Event) -> int:
+    """How many people registered for a date still to come (they get an email if the event goes)."""
+    if event.is_remote:
+        return 0
+    return len(registrations.active_registrations(event, after=utcnow()))
+
+
+def _back_to_events(default: str | None = None) -> str:
+    target = request.values.get("next")
+    return target if is_safe_next(target) else default or url_for("web.manage_events")
+
+
+@web.route("/manage/events/<event_uuid>/cancel", methods=["GET", "POST"])
 @login_required
 def event_cancel(event_uuid: str):
+    """Cancel: the event keeps its page, marked cancelled; registration closes, people registered are
+    told, its room bookings are released. A confirmation page first (works without JavaScript)."""
     event = _local_event(event_uuid, "cancel this event")
-    try:
-        events.cancel_event(actor(), event)
-        db.session.commit()
-    except HallesError as exc:
-        fail(exc)
+    form = forms.ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():  # only the CSRF token can be wrong, and CSRFProtect says so first
+            return redirect(url_for("web.event_cancel", event_uuid=event.uuid))
+        try:
+            events.cancel_event(actor(), event)
+            db.session.commit()
+        except HallesError as exc:
+            fail(exc)
+        else:
+            flash(_("The event is cancelled; the people registered are told by email."), "success")
+        return redirect(_back_to_events())
+    form.next.data = _back_to_events()
+    return render_template("manage/event_confirm.html", event=event, form=form, action="cancel",
+                           coming=_coming_registrations(event), back=form.next.data)
+
+
+def _deletable_event(event_uuid: str) -> Event:
+    """A local event for its organisers' managers and staff; an event of another node for staff only
+    (moderation: it leaves this node). The same rule as ``events.delete_event``, checked before the
+    confirmation page is shown."""
+    user = actor()
+    event = events.get_event(user, event_uuid)
+    if event.is_remote:
+        require_staff(user, "remove an event that comes from another node")
     else:
-        flash(_("The event is cancelled; the people registered are told by email."), "success")
-    return redirect(url_for("web.manage_events"))
+        require_event_manager(user, [o.id for o in event.organisers], "delete this event")
+    return event
+
+
+@web.route("/manage/events/<event_uuid>/delete", methods=["GET", "POST"])
+@login_required
+def event_delete(event_uuid: str):
+    """Delete: the event leaves every list, feed and peer, and its page answers 410. A confirmation
+    page first, which offers to cancel instead (works without JavaScript)."""
+    event = _deletable_event(event_uuid)
+    form = forms.ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return redirect(url_for("web.event_delete", event_uuid=event.uuid))
+        title = event.title
+        try:
+            events.delete_event(actor(), event)
+            db.session.commit()
+        except HallesError as exc:
+            fail(exc)
+            return redirect(url_for("web.event_delete", event_uuid=event_uuid))
+        flash(_("“%(title)s” is deleted.", title=title), "success")
+        target = request.values.get("next")
+        # Never back to the page of the event just deleted.
+        if not is_safe_next(target) or event_uuid in target:
+            target = url_for("web.events_list") if event.is_remote else url_for("web.manage_events")
+        return redirect(target)
+    # Staff reach an event of another node from its page, not from the list of our events.
+    form.next.data = _back_to_events(url_for("web.event", event_uuid=event.uuid) if event.is_remote else None)
+    return render_template("manage/event_confirm.html", event=event, form=form, action="delete",
+                           coming=_coming_registrations(event), back=form.next.data)
 
 
 @web.get("/manage/events/<event_uuid>/registrations")
@@ -542,3 +615,47 @@ def manage_bookings():
         user, start=utcnow() - timedelta(days=1), limit=100,
         organisation_id=None if is_staff(user) else user.organisation_id)
     return render_template("manage/bookings.html", form=form, bookings=rows), status
+
+
+def _cancellable_booking(booking_id: int):
+    """The booking if this person may cancel it: staff, or the manager of the booking's organisation
+    (the rule of ``spaces.cancel_booking``, checked before the confirmation page is shown)."""
+    user = actor()
+    booking = spaces.get_booking(user, booking_id)
+    require_manager_of(user, booking.organisation_id, "cancel this booking")
+    return booking
+
+
+def _back_from_booking() -> str:
+    target = request.values.get("next")
+    if is_safe_next(target):
+        return target
+    return url_for("web.dashboard") + "#approved" if is_staff(actor()) else url_for("web.manage_bookings")
+
+
+@web.route("/manage/bookings/<int:booking_id>/cancel", methods=["GET", "POST"])
+@login_required
+def booking_cancel(booking_id: int):
+    """A confirmation page, then the cancellation: the slot is free again and the person who booked is
+    told by email (with the optional message). Works without JavaScript."""
+    booking = _cancellable_booking(booking_id)
+    form = forms.BookingCancelForm()
+    back = _back_from_booking()
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            try:
+                spaces.cancel_booking(actor(), booking.id, (form.message.data or "").strip())
+                db.session.commit()
+            except HallesError as exc:
+                fail(exc)
+                return redirect(back)
+            told = booking.created_by_id != actor().id
+            flash(_("Booking #%(id)d is cancelled: the slot is free again.", id=booking.id)
+                  + (" " + _("%(name)s is told by email.", name=booking.requester_name) if told else ""), "success")
+            return redirect(back)
+        form_errors(form)
+        status = 422
+    form.next.data = back
+    return render_template("manage/booking_cancel.html", booking=booking, form=form, back=back,
+                           cancellable=booking.status in BLOCKING_STATUSES), status

@@ -27,6 +27,10 @@ from node.web.blueprint import web
 from node.web.helpers import actor, fail, form_errors, pattern, staff_required, today_local, week_start
 from node.web.occupancy import REFERENCE_HOURS_PER_DAY, week_occupancy
 
+#: The confirmed bookings the dashboard lists (each can be cancelled from there).
+APPROVED_SPAN = timedelta(days=60)
+APPROVED_SHOWN = 30
+
 
 def _week_arg():
     raw = request.args.get("week")
@@ -80,11 +84,15 @@ def dashboard():
     pending, _cursor = spaces.list_bookings(user, status="pending", limit=50)
     monday = _week_arg()
     now = utcnow()
+    approved, _cursor = spaces.list_bookings(user, status="approved", start=now, end=now + APPROVED_SPAN,
+                                             limit=APPROVED_SHOWN)
     rows, _next = events.list_occurrences(user, scope="local", start=now, end=now + timedelta(days=30), limit=12)
     taken = registrations.places_taken_map({(row.event.id, row.occurrence.starts_at) for row in rows})
     return render_template(
         "office/dashboard.html",
         pending=pending,
+        approved=approved,
+        approved_days=APPROVED_SPAN.days,
         occupancy=week_occupancy(user, monday),
         reference_hours=REFERENCE_HOURS_PER_DAY,
         monday=monday,

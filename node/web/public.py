@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from node.charters import services as charters
 from node.common.errors import HallesError, NotFound
-from node.common.permissions import directory_scope, event_visibilities
+from node.common.permissions import directory_scope, event_visibilities, is_staff, manages
 from node.common.ratelimit import rate_limited
 from node.common.timeutil import utcnow
 from node.events import registrations
@@ -176,6 +176,11 @@ def _render_event(event: Event, form: forms.RegistrationForm | None = None, stat
     if event.is_remote:
         remote_link = web_url(event.registration_url) or web_url(_remote_page(event)) or None
     share_url = _public_url(event)
+    user = actor()
+    if event.is_remote:
+        can_manage = is_staff(user)
+    else:
+        can_manage = any(manages(user, org.id) for org in event.organisers) or is_staff(user)
     return render_template(
         "public/event.html",
         event=event,
@@ -188,6 +193,7 @@ def _render_event(event: Event, form: forms.RegistrationForm | None = None, stat
         remote_link=remote_link,
         share_url=share_url,
         is_over=not upcoming,
+        can_manage=can_manage,
     ), status
 
 

@@ -32,12 +32,27 @@ def page_paths(data, remote) -> tuple[list[str], dict[str, list[str]]]:
     signed_in = {
         data.manager_email: ["/manage", f"/manage/organisations/{data.org_ids['Démocratie Ouverte']}",
                              "/manage/events", "/manage/events/new", f"/manage/events/{workshop}/edit",
-                             f"/manage/events/{debate}/registrations", "/manage/bookings"],
+                             f"/manage/events/{debate}/registrations", "/manage/bookings", f"/events/{debate}",
+                             f"/manage/events/{debate}/cancel", f"/manage/events/{debate}/delete"],
         data.unsigned_manager_email: [f"/manage/organisations/{data.org_ids['Collectif Nouvelles Voix']}/charter"],
         data.admin_email: ["/office", "/office/organisations", "/admin/users", "/admin/peers", "/admin/charter",
-                           "/admin/settings"],
+                           "/admin/settings", f"/manage/bookings/{data.booking_ids[0]}/cancel",
+                           f"/manage/events/{remote.public_uuid}/delete"],
     }
     return public, signed_in
+
+
+def deleted_event_page(app, data) -> str:
+    """The page of a deleted event (410), after deleting the screening through the service."""
+    from node.events import services as events
+    from node.extensions import db
+    from node.members.services import find_user_by_email
+
+    with app.app_context():
+        admin = find_user_by_email(data.admin_email)
+        events.delete_event(admin, events.get_event(admin, data.events["screening"]))
+        db.session.commit()
+    return f"/events/{data.events['screening']}"
 
 
 def test_every_page_type_passes_axe(serve, new_page, axe_script):
@@ -46,6 +61,7 @@ def test_every_page_type_passes_axe(serve, new_page, axe_script):
     remote = add_remote(node.app)
     debate = data.events["debate"]
     public, signed_in = page_paths(data, remote)
+    public.append(deleted_event_page(node.app, data))
     problems: list[str] = []
 
     def check(page, path: str, width: int) -> None:
@@ -101,6 +117,7 @@ def test_pages_reflow_at_320_pixels(serve, new_page):
     node = serve()
     data = seed(node.app)
     public, signed_in = page_paths(data, add_remote(node.app))
+    public.append(deleted_event_page(node.app, data))
     too_wide = []
     for email, paths in [(None, public), *signed_in.items()]:
         page = new_page(width=320)

@@ -112,6 +112,9 @@ def test_organisation_manager_signs_the_charter_and_publishes_a_recurring_event(
     page.get_by_label("Date", exact=True).fill(day.isoformat())
     page.get_by_label("Début").fill("18:30")
     page.get_by_label("Fin").fill("20:00")
+    zone = page.get_by_label("Fuseau horaire")
+    assert zone.input_value() == "Europe/Paris"  # the node's zone by default
+    assert zone.locator("option").nth(1).inner_text() == "America/Guadeloupe — Guadeloupe"
     page.get_by_label("Toutes les semaines").check()
     page.get_by_label("Nombre de fois", exact=True).fill("4")
     page.get_by_label("Ailleurs").check()
@@ -151,6 +154,59 @@ def test_office_manager_approves_a_booking_and_reads_the_occupancy(serve, new_pa
     assert "3.0 h" in description
     page.get_by_text("Les chiffres sous forme de tableau").click()
     assert page.locator("#occupancy table").is_visible()
+
+
+def test_office_manager_cancels_a_confirmed_booking_without_javascript(serve, new_page):
+    node = serve()
+    data = seed(node.app)
+    page = new_page(javascript=False)  # the confirmation is a page, not a script
+    sign_in(page, node.url, data.office_email, data.password)
+    page.locator(".request", has_text="Nadia Benali").get_by_role("button", name=re.compile("Accepter")).click()
+    booked = data.today + timedelta(days=6)
+    room = f"{node.url}/rooms/{data.room_ids[0]}?week={booked.isoformat()}"
+    page.goto(room)
+    assert "14:00–17:00" in page.locator("main").inner_text()
+
+    page.goto(f"{node.url}/office")
+    row = page.locator("#approved tr", has_text="Nadia Benali")
+    row.get_by_role("link", name=re.compile("Annuler…")).click()
+    assert page.locator("h1").inner_text().startswith("Annuler la réservation")
+    assert "Nadia Benali" in page.locator("main").inner_text()
+    page.get_by_label("Message à la personne qui a réservé").fill("La salle est en travaux ce jour-là.")
+    page.get_by_role("button", name="Annuler la réservation").click()
+    assert page.url.endswith("/office#approved")
+    assert "libre à nouveau" in page.locator(".flash-success").inner_text()
+    assert page.locator("#approved tr", has_text="Nadia Benali").count() == 0
+    page.goto(room)
+    assert "14:00–17:00" not in page.locator("main").inner_text()  # the slot is free again
+
+
+def test_organisation_manager_deletes_an_event_after_confirming(serve, new_page):
+    node = serve()
+    data = seed(node.app)
+    page = new_page()
+    sign_in(page, node.url, data.manager_email, data.password)
+    page.goto(f"{node.url}/manage/events")
+    title = "Débat : le tirage au sort peut-il sauver la démocratie locale ?"
+    row = page.locator("tr", has_text=title)
+    # Two different actions, two different pages.
+    row.get_by_role("link", name=re.compile("^Annuler…")).click()
+    assert page.locator("h1").inner_text() == "Annuler l'événement"
+    assert "garde sa page" in page.locator("main").inner_text()
+    page.get_by_role("link", name="Ne rien changer").click()
+    page.locator("tr", has_text=title).get_by_role("link", name=re.compile("^Supprimer…")).click()
+    assert page.locator("h1").inner_text() == "Supprimer l'événement"
+    assert "3 personnes inscrites" in page.locator("main").inner_text()
+    page.get_by_role("button", name="Supprimer définitivement").click()
+    page.wait_for_url(re.compile(r"/manage/events$"))
+    assert "est supprimé" in page.locator(".flash-success").inner_text()
+    assert page.locator("tr", has_text=title).count() == 0
+
+    response = page.goto(f"{node.url}/events/{data.events['debate']}")
+    assert response.status == 410
+    assert page.locator("h1").inner_text() == "Cette page a été supprimée"
+    page.goto(f"{node.url}/events")
+    assert title not in page.locator("main").inner_text()
 
 
 def test_language_switch(serve, new_page):

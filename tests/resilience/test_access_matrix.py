@@ -60,7 +60,7 @@ _levels("public",
         "POST members_api.request_password_reset", "POST members_api.reset_password",
         "GET events_api.registration_status", "POST events_api.registration_action",
         "GET spaces_api.list_rooms", "GET spaces_api.get_room", "GET spaces_api.room_availability",
-        "GET spaces_api.list_sites", "GET spaces_api.get_site",
+        "GET spaces_api.list_sites", "GET spaces_api.get_site", "POST spaces_api.request_booking",
         "GET web.charter", "GET charters_web.charter_text", "GET charters_web.charter_version_text",
         "GET web.directory", "GET web.embed", "GET web.embed_script", "GET web.events_list",
         "GET events_web.events_atom", "GET events_web.events_ics", "GET web.event", "GET events_web.event_ics",
@@ -83,7 +83,10 @@ _levels("manager",
         "GET events_api.registrations_csv", "PATCH organisations_api.update_organisation",
         "PUT organisations_api.set_consent", "POST web.event_cancel", "GET web.event_edit", "POST web.event_edit",
         "GET web.event_registrations", "GET web.event_registrations_csv", "GET web.organisation_edit",
-        "POST web.organisation_save", "GET web.charter_sign", "POST web.charter_sign", "POST web.organisation_consent")
+        "POST web.organisation_save", "GET web.charter_sign", "POST web.charter_sign", "POST web.organisation_consent",
+        # confirmation pages (the booking and the event belong to organisation A)
+        "GET web.event_cancel", "GET web.event_delete", "POST web.event_delete", "GET web.booking_cancel",
+        "POST web.booking_cancel")
 _levels("staff",
         "POST spaces_api.approve_booking", "POST spaces_api.refuse_booking", "GET charters_api.list_signatures",
         "POST spaces_api.create_desk", "PATCH spaces_api.update_desk", "DELETE spaces_api.delete_desk",
@@ -102,7 +105,7 @@ _levels("admin",
 _levels("signed", "POST fedi.inbox")
 
 #: Routes run last, least privileged role first: the first role allowed changes the object for good.
-DESTRUCTIVE = {"DELETE", "deactivate", "cancel", "refuse", "approve", "erase", "decision"}
+DESTRUCTIVE = {"DELETE", "delete", "deactivate", "cancel", "refuse", "approve", "erase", "decision"}
 #: Endpoints whose success changes what every later request sees (a new charter to sign): the very end.
 LAST = {("POST", "charters_api.publish_version"), ("POST", "web.admin_charter")}
 _PARAM = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z_]+)>")

@@ -112,3 +112,26 @@ def test_a_token_from_another_session_is_refused(csrf_app):
     approved = snapshot(app)["approved"]
     response = victim.post(f"/office/bookings/{data.booking_ids[0]}/approve", data={"csrf_token": stolen})
     assert response.status_code == 400 and snapshot(app)["approved"] == approved
+
+
+def test_confirmation_pages_carry_the_token_and_need_it(csrf_app):
+    """Cancelling a booking and deleting an event: the confirmation page's form posts its token; the
+    same POST without it is refused and changes nothing."""
+    app, data = csrf_app
+    client = app.test_client()
+    sign_in(client, data.office_email)
+    booking = data.booking_ids[0]
+    approve = token_of(client.get("/office").get_data(as_text=True))
+    assert client.post(f"/office/bookings/{booking}/approve", data={"csrf_token": approve}).status_code == 302
+    before = snapshot(app)
+    assert client.post(f"/manage/bookings/{booking}/cancel").status_code == 400
+    assert client.post(f"/manage/events/{data.events['debate']}/delete").status_code == 400
+    assert client.post(f"/manage/events/{data.events['debate']}/cancel").status_code == 400
+    assert snapshot(app) == before
+
+    page = client.get(f"/manage/bookings/{booking}/cancel").get_data(as_text=True)
+    done = client.post(f"/manage/bookings/{booking}/cancel", data={"csrf_token": token_of(page)})
+    assert done.status_code == 302 and snapshot(app)["approved"] == before["approved"] - 1
+    page = client.get(f"/manage/events/{data.events['debate']}/delete").get_data(as_text=True)
+    done = client.post(f"/manage/events/{data.events['debate']}/delete", data={"csrf_token": token_of(page)})
+    assert done.status_code == 302 and snapshot(app)["Event"] == before["Event"] - 1

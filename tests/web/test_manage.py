@@ -260,3 +260,57 @@ def test_guest_asks_for_a_room(app, client, seeded):
     assert member_rate.status_code == 422 and _count(app, Booking) == before + 1
     backwards = client.post(f"/rooms/{seeded.room_ids[0]}", data={**form, "start": "18:00", "end": "17:00"})
     assert backwards.status_code == 422 and _count(app, Booking) == before + 1
+
+
+def _timezone_options(page: str) -> list[str]:
+    menu = re.search(r'<select[^>]*name="timezone".*?</select>', page, re.S)
+    assert menu, "the time zone is a menu"
+    return re.findall(r'<option[^>]*value="([^"]+)"', menu.group(0))
+
+
+def test_time_zone_is_a_menu_of_iana_zones_with_france_first(client, seeded, login):
+    login(client, seeded.manager_email)
+    page = client.get("/manage/events/new").get_data(as_text=True)
+    options = _timezone_options(page)
+    assert options[:9] == ["Europe/Paris", "America/Guadeloupe", "America/Martinique", "America/Cayenne",
+                           "Indian/Reunion", "Indian/Mayotte", "Pacific/Noumea", "Pacific/Tahiti", "America/Miquelon"]
+    assert {"Asia/Tokyo", "America/New_York", "Africa/Dakar", "UTC"} <= set(options) and len(options) > 300
+    assert len(options) == len(set(options))  # the zones listed first are not repeated below
+    assert re.search(r'<option selected value="Europe/Paris">', page)  # the node's zone by default
+    assert "<optgroup" in page and "Guyane" in page
+
+
+def test_time_zone_choice_is_saved_and_a_bad_one_refused(app, client, seeded, login):
+    from node.events.models import Event
+
+    login(client, seeded.manager_email)
+    day = seeded.today + timedelta(days=12)
+    response = client.post("/manage/events/new", data=_event_form(day, title="Débat à Fort-de-France",
+                                                                   timezone="America/Martinique"))
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    event = _event_by_title(app, "Débat à Fort-de-France")
+    assert event["timezone"] == "America/Martinique"
+    assert event["starts_at"].hour == 23  # 19:00 in Martinique (UTC-4) is 23:00 UTC
+    before = _count(app, Event)
+    for bad in ("Mars/Olympus", "", "Europe/Paris<script>", "localtime"):
+        refused = client.post("/manage/events/new", data=_event_form(day, title="Fuseau inconnu", timezone=bad))
+        body = refused.get_data(as_text=True)
+        assert refused.status_code == 422, bad
+        assert 'id="timezone-error"' in body and 'aria-invalid="true"' in body
+    assert "Choisissez un fuseau horaire dans la liste" in body
+    assert _count(app, Event) == before
+    # Editing keeps the event's zone selected.
+    edit = client.get(f"/manage/events/{event['uuid']}/edit").get_data(as_text=True)
+    assert re.search(r'<option selected value="America/Martinique">', edit)
+
+
+def test_time_zone_menu_puts_the_nodes_own_zone_next_to_paris(make_app, login):
+    from tests.web.seed import seed
+
+    app = make_app(HALLES_TIMEZONE="Indian/Reunion")
+    seeded = seed(app)
+    client = login(app.test_client(), seeded.manager_email)
+    page = client.get("/manage/events/new").get_data(as_text=True)
+    options = _timezone_options(page)
+    assert options[:2] == ["Europe/Paris", "Indian/Reunion"] and options.count("Indian/Reunion") == 1
+    assert re.search(r'<option selected value="Indian/Reunion">', page)

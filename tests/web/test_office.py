@@ -48,7 +48,9 @@ def test_approve_and_refuse_in_one_click(app, client, seeded, login):
     assert any("refusée" in subject for subject in _mail_to(app, "marc@mairie.example"))
     client.get("/office")  # the flashed messages go with this page
     body = client.get("/office").get_data(as_text=True)
-    assert "Nadia Benali" not in body.split('id="occupancy"')[0]  # no longer waiting
+    requests = body.split('id="requests"')[1].split('id="approved"')[0]
+    assert "Nadia Benali" not in requests  # no longer waiting...
+    assert "Nadia Benali" in body.split('id="approved"')[1].split('id="occupancy"')[0]  # ...but confirmed
     again = client.post(f"/office/bookings/{second}/refuse")
     assert again.status_code == 302 and _booking(app, second)[0] == "refused"  # a message, not an error page
 
@@ -64,7 +66,7 @@ def test_occupancy_chart_counts_hours_per_room_and_day(app, client, seeded, logi
     client.post(f"/office/bookings/{seeded.booking_ids[0]}/approve")  # 3 h in the big room, day +6
     day = seeded.today + timedelta(days=6)
     body = client.get(f"/office?week={day.isoformat()}").get_data(as_text=True)
-    big_room = body.split("Grande salle Olympe de Gouges", 2)[1]
+    big_room = body.split('id="occupancy"')[1].split("Grande salle Olympe de Gouges", 2)[1]
     assert re.search(r"3\.0 h", big_room)
 
 

@@ -42,6 +42,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_DELIVERY_BACKOFF_SECONDS": ("HALLES_DELIVERY_BACKOFF_SECONDS", "float"),
     "HALLES_DELIVERY_RETENTION_DAYS": ("HALLES_DELIVERY_RETENTION_DAYS", "int"),
     "HALLES_SYNC_INTERVAL_SECONDS": ("HALLES_SYNC_INTERVAL_SECONDS", "float"),
+    "HALLES_LISTING_CACHE_SECONDS": ("HALLES_LISTING_CACHE_SECONDS", "float"),
     "HALLES_RATE_LIMIT_INBOX": ("HALLES_RATE_LIMIT_INBOX", "str"),
     "HALLES_RATE_LIMIT_REGISTRATIONS": ("HALLES_RATE_LIMIT_REGISTRATIONS", "str"),
     "HALLES_RATE_LIMIT_LOGIN": ("HALLES_RATE_LIMIT_LOGIN", "str"),
@@ -68,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     # Sent delivery rows are deleted after this many days, dead ones after three times as long.
     "HALLES_DELIVERY_RETENTION_DAYS": 30,
     "HALLES_SYNC_INTERVAL_SECONDS": 300.0,
+    # Anonymous listings and feeds are served from memory this long (node/common/microcache.py); 0: off.
+    "HALLES_LISTING_CACHE_SECONDS": 1.0,
     # COUNT/PERIOD token buckets (node/common/ratelimit.py); "off" disables one.
     "HALLES_RATE_LIMIT_INBOX": "300/1m",
     "HALLES_RATE_LIMIT_REGISTRATIONS": "30/10m",
@@ -209,6 +212,9 @@ def validate(config: dict[str, Any]) -> None:
         value = config.get(name)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
             problems.append(f"{name} must be a positive number of seconds")
+    cache_seconds = config.get("HALLES_LISTING_CACHE_SECONDS")
+    if not isinstance(cache_seconds, int | float) or isinstance(cache_seconds, bool) or not 0 <= cache_seconds <= 60:
+        problems.append("HALLES_LISTING_CACHE_SECONDS must be a number of seconds between 0 (off) and 60")
     if config.get("HALLES_LOG_FORMAT") not in ("text", "json"):
         problems.append("HALLES_LOG_FORMAT must be text or json")
     from node.common.ratelimit import parse_rate, validate_settings

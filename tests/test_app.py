@@ -52,6 +52,16 @@ def test_federation_timings_come_from_the_environment_and_are_checked():
         validate(bad)
 
 
+def test_listing_cache_seconds_are_read_and_checked():
+    assert load({"SECRET_KEY": "x"})["HALLES_LISTING_CACHE_SECONDS"] == 1.0
+    assert load({"SECRET_KEY": "x"}, environ={"HALLES_LISTING_CACHE_SECONDS": "0"})[
+        "HALLES_LISTING_CACHE_SECONDS"] == 0
+    with pytest.raises(ConfigError, match="HALLES_LISTING_CACHE_SECONDS"):
+        load(environ={"HALLES_LISTING_CACHE_SECONDS": "briefly"})
+    with pytest.raises(ConfigError, match="HALLES_LISTING_CACHE_SECONDS"):
+        validate(load({"SECRET_KEY": "x"}, environ={"HALLES_LISTING_CACHE_SECONDS": "3600"}))
+
+
 def test_pages_are_french_by_default_even_for_an_english_browser(client):
     response = client.get("/", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert response.status_code == 200

@@ -34,7 +34,7 @@ from node.common.timeutil import iso_utc, utcnow
 from node.events.models import Event, Registration
 from node.events.recurrence import local_to_utc, utc_to_local
 from node.extensions import db
-from node.mail.services import queue_email
+from node.mail.services import erase_recipient, queue_email
 
 PENDING_HOLD = timedelta(hours=48)
 #: Registrations that still count for something (a place, a hold, a waitlist position).
@@ -333,6 +333,8 @@ def erase(token: str) -> Registration:
     _lock_event(registration.event)
     if registration.status != "cancelled":
         _release(registration)
+    # The mail sent about this registration holds the name, the address and the secret links too.
+    erase_recipient(registration.email, mentioning=registration.event.ap_id)
     registration.name = ""
     registration.email = ""
     registration.erased_at = utcnow()

@@ -121,6 +121,11 @@ def test_erasure_blanks_the_row_and_frees_the_place(app, client, world, create_e
     with app.app_context():
         raw = db.session.execute(text("SELECT * FROM registrations WHERE id = :id"), {"id": camille_id}).one()
     assert not any("camille" in str(value).lower() for value in raw)
+    # Nor does the mail about it keep her address, name or links; Sacha's mail is untouched.
+    with app.app_context():
+        mail = [row._mapping for row in db.session.execute(text("SELECT * FROM outgoing_emails"))]
+    assert mail and not any("camille" in str(value).lower() for row in mail for value in row.values())
+    assert any(row["to_address"] == "sacha@example.org" and "Sacha" in row["body_text"] for row in mail)
     assert _row(app, "sacha@example.org")["status"] == "confirmed"
     # Erasing again, or using the other links afterwards, is harmless.
     assert client.post(f"/api/v1/registrations/{first['erase']}/erase").get_json()["erased"] is True

@@ -18,7 +18,7 @@ from node.extensions import db
 from node.fedi.handlers import actor_id
 from node.fedi.inbox import store_verified
 from node.fedi.keystore import resolve_key
-from node.fedi.models import Follow, RemoteActor, RemoteServer
+from node.fedi.models import Follow, InboxItem, RemoteActor, RemoteServer
 from node.fedi.outbox import now_aware
 from node.fedi.transport import get_signed_json
 
@@ -65,7 +65,8 @@ def sync_actor(actor: RemoteActor) -> int:
             continue
         for activity in page.get("orderedItems") or []:
             if isinstance(activity, dict) and _verified(activity):
-                queued += store_verified(activity, actor_id(activity) or "")
+                queued += _requeue_ignored_before_following(activity) or store_verified(
+                    activity, actor_id(activity) or "")
         cursor = page.get("cursor") or page.get("halles:cursor")
         if isinstance(cursor, str | int):
             server.sync_cursor = str(cursor)
@@ -75,6 +76,23 @@ def sync_actor(actor: RemoteActor) -> int:
     server.synced_at = utcnow()
     db.session.commit()
     return queued
+
+
+#: What the worker wrote on an activity of a node we did not follow (yet) when it arrived.
+_NOT_FOLLOWED = "this node does not follow "
+
+
+def _requeue_ignored_before_following(activity: dict) -> bool:
+    """An activity pushed to us before our follow of its node was accepted was ignored, but its id is
+    known: without this, catch-up (which runs once the follow is accepted) would take it for a
+    duplicate and the event would never arrive. Its copy from the outbox is applied instead."""
+    item = db.session.scalar(select(InboxItem).where(
+        InboxItem.activity_id == activity["id"], InboxItem.state == "ignored",
+        InboxItem.error.startswith(_NOT_FOLLOWED, autoescape=True)))
+    if item is None:
+        return False
+    item.activity, item.state, item.error, item.processed_at = activity, "pending", None, None
+    return True
 
 
 def _verified(activity: dict) -> bool:

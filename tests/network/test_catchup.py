@@ -62,3 +62,37 @@ def test_node_down_during_a_burst_of_200_changes_catches_up(three_nodes):
     again = lyon.cli("sync")
     assert "0 new activities" in again.output
     assert remote_listing(lyon) == local_listing(paris)
+
+
+def test_an_event_pushed_before_the_follow_was_accepted_arrives_by_catch_up(three_nodes):
+    """Found by the kill -9 test: Paris approved Lyon's follow and published at once; Lyon applied the
+    Create before the Accept, ignored it ("this node does not follow"), and catch-up, seeing a known
+    activity id, never applied it again."""
+    from node.extensions import db
+    from node.fedi.models import Follow, InboxItem
+
+    paris, lyon, _ = three_nodes
+    peer(lyon, paris, [paris, lyon])
+    org = signed_organisation(paris)
+
+    def set_follow_state(state):
+        def change():
+            follow = db.session.scalars(select(Follow).where(Follow.direction == "outgoing")).one()
+            follow.state = state
+            db.session.commit()
+        lyon.query(change)
+
+    set_follow_state("pending")  # the Accept not applied yet
+    create_event(paris, org, "Publié trop tôt")
+    settle([paris, lyon])
+    ignored = lyon.query(lambda: [(item.state, item.error) for item in db.session.scalars(
+        select(InboxItem).where(InboxItem.activity_type == "Create"))])
+    assert any(state == "ignored" and "does not follow" in (error or "") for state, error in ignored), ignored
+    assert "Publié trop tôt" not in remote_listing(lyon)
+
+    set_follow_state("accepted")  # the Accept arrives; the worker then catches up from the start
+    result = lyon.cli("sync")
+    assert result.exit_code == 0, result.output
+    settle([paris, lyon])
+    assert "Publié trop tôt" in remote_listing(lyon)
+    assert remote_listing(lyon) == local_listing(paris)

@@ -11,7 +11,8 @@ but inside every deployment, with the node's own knowledge of when its data chan
 - every commit that wrote something through this process's ORM sessions empties the cache at once, so
   what a person just changed is never hidden from the next page they open on the same process;
 - what another process wrote (the federation worker, the other gunicorn workers) shows within ``ttl``;
-- concurrent misses of one key wait for a single computation instead of each rebuilding the page;
+- concurrent misses of one key wait for a single computation instead of each rebuilding the page, and
+  once an answer is older than ``ttl`` the others keep getting it while one thread rebuilds it;
 - only complete ``200`` answers without ``Set-Cookie`` or ``Cache-Control: no-store|private`` are kept;
   ``If-None-Match`` is answered ``304`` from the kept ETag; an ``Age`` header tells how old a hit is;
 - memory is bounded: at most ``max_entries`` answers of at most ``max_body_bytes`` each, least
@@ -125,12 +126,15 @@ class ResponseCache:
         now = self.clock()
         with self.lock:
             entry = self.entries.get(key)
-            if self._fresh(entry, now):
+            flight = self.flights.get(key)
+            if self._fresh(entry, now) or (flight is not None and entry is not None
+                                           and entry.generation == _generation):
+                # Fresh; or only older than the TTL while another thread already rebuilds it: the
+                # previous answer, a few milliseconds staler, rather than everyone waiting on the rebuild.
                 self.entries.move_to_end(key)
                 self.hits += 1
             else:
                 entry = None
-                flight = self.flights.get(key)
                 leader = flight is None
                 if leader:
                     flight = self.flights[key] = _Flight()

@@ -200,3 +200,29 @@ def test_memory_is_bounded_least_recently_used_out():
     big = ResponseCache(_counting_app(calls), paths=["/list"], ttl=10, max_body_bytes=3)
     _get(big)
     assert not big.entries
+
+
+def test_an_expired_answer_is_served_while_one_thread_rebuilds_it():
+    calls: list = []
+    clock = FakeClock()
+    release = threading.Event()
+
+    def slow_second(environ, start_response):
+        calls.append(1)
+        if len(calls) == 2:
+            release.wait(5)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"answer {len(calls)}".encode()]
+
+    cache = ResponseCache(slow_second, paths=["/list"], ttl=1, clock=clock)
+    assert _get(cache)[1] == b"answer 1"
+    clock.now += 2
+    rebuilding = threading.Thread(target=_get, args=(cache,))
+    rebuilding.start()
+    while len(calls) < 2:
+        time.sleep(0.01)
+    # Meanwhile: the previous answer, at once, not a wait.
+    assert _get(cache)[1] == b"answer 1"
+    release.set()
+    rebuilding.join()
+    assert _get(cache)[1] == b"answer 2" and len(calls) == 2

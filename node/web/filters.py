@@ -18,6 +18,9 @@ from node.events.models import ACCESSIBILITY_FEATURES, CATEGORIES
 from node.web.helpers import local_midnight, node_zone, query_string, today_local
 
 WHEN_CHOICES = ("today", "weekend", "week", "month", "custom")
+#: Periods that move with the calendar: "this weekend" is another weekend next week, so a subscription
+#: must not freeze them into dates.
+ROLLING = ("today", "weekend", "week", "month")
 SCOPES = ("network", "local")
 
 
@@ -151,6 +154,26 @@ class EventFilters:
 
     def feed_query(self, today: date | None = None) -> str:
         return query_string(self.feed_params(today))
+
+    @property
+    def rolling(self) -> bool:
+        return self.when in ROLLING
+
+    def widget_query(self) -> str:
+        """The widget's parameters: the feed's, with a rolling period by name (``/embed`` reads it each
+        time it loads, so "this weekend" stays this weekend)."""
+        params = self.feed_params()
+        if self.rolling:
+            params = {"when": self.when, **params, "from": None, "to": None}
+        return query_string(params)
+
+    def calendar_query(self) -> str:
+        """The calendar and Atom feeds' parameters. They only take fixed dates, so a rolling period is
+        left out (a frozen "this weekend" would be empty from Monday on): the other filters stay."""
+        params = self.feed_params()
+        if self.rolling:
+            params.update({"from": None, "to": None})
+        return query_string(params)
 
     def page_params(self) -> dict[str, Any]:
         """The parameters that reproduce this page (the form's own names)."""

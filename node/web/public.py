@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from node.charters import services as charters
@@ -125,7 +126,7 @@ def events_list():
         choices=_choices(actor()),
         categories=CATEGORIES,
         features=ACCESSIBILITY_FEATURES,
-        feed_query=filters.feed_query(),
+        feed_query=filters.calendar_query(),
         page_query=filters.page_query(),
         scope_urls={
             scope: url_for("web.events_list") + "?" + query_string({**filters.page_params(),
@@ -287,7 +288,7 @@ def map_page():
         points_json=json.dumps(list(points.values()), ensure_ascii=False).replace("</", "<\\/"),
         tile_url=current_app.config.get("HALLES_TILE_URL") or "",
         page_query=filters.page_query(),
-        feed_query=filters.feed_query(),
+        feed_query=filters.calendar_query(),
     )
 
 
@@ -298,8 +299,9 @@ def map_page():
 def subscribe():
     filters = EventFilters.from_args(request.args)
     base = current_app.config["HALLES_URL"]
-    feed_query = filters.feed_query()
-    suffix = f"?{feed_query}" if feed_query else ""
+    calendar_query = filters.calendar_query()
+    suffix = f"?{calendar_query}" if calendar_query else ""
+    widget_query = filters.widget_query()
     ics = f"{base}/events.ics{suffix}"
     return render_template(
         "public/subscribe.html",
@@ -307,10 +309,11 @@ def subscribe():
         ics_url=ics,
         webcal_url="webcal://" + ics.split("://", 1)[1],
         atom_url=f"{base}/events.atom{suffix}",
-        embed_url=f"{base}/embed{suffix}",
+        embed_url=f"{base}/embed" + (f"?{widget_query}" if widget_query else ""),
         script_url=f"{base}/embed.js",
-        feed_query=feed_query,
+        feed_query=widget_query,
         page_query=filters.page_query(),
+        period=PERIOD_LABELS.get(filters.when),
     )
 
 
@@ -326,6 +329,10 @@ def embed():
     rows, _next = events.list_occurrences(None, limit=limit, public_only=True, **filters.service_kwargs(utcnow()))
     return render_template("public/embed.html", cards=cards_from_rows(rows), filters=filters,
                            page_query=filters.page_query())
+
+
+PERIOD_LABELS = {"today": _l("Today"), "weekend": _l("This weekend"), "week": _l("Next 7 days"),
+                 "month": _l("This month")}
 
 
 EMBED_SCRIPT = """(function () {

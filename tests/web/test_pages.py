@@ -110,6 +110,28 @@ def test_feed_links_carry_the_filters(client, seeded):
     assert 'data-halles-events="' in body and "/embed?" in body
 
 
+def test_a_rolling_period_is_not_frozen_into_subscriptions(client, seeded):
+    """"This weekend" is another weekend next week: the widget keeps the period by name, the calendar and
+    Atom feeds (which take fixed dates only) keep the other filters and say so."""
+    body = text(client.get("/subscribe?when=weekend&city=Paris&free=true"))
+    for feed in ("ics-url", "atom-url"):
+        query = re.search(rf'id="{feed}" value="[^"?]+\?([^"]+)"', body).group(1).replace("&amp;", "&")
+        assert "city=Paris" in query and "free=true" in query and "from=" not in query and "to=" not in query
+    widget = re.search(r'data-halles-events="([^"]+)"', body).group(1).replace("&amp;", "&")
+    assert "when=weekend" in widget and "from=" not in widget and "city=Paris" in widget
+    assert f'src="http://127.0.0.1:5000/embed?{widget}"'.replace("&", "&amp;") in body
+    assert 'id="period-note"' in body and "Ce week-end" in body
+    # The agenda's own feed links follow the same rule.
+    page = text(client.get("/events?when=month&category=debate"))
+    alternate = re.search(r'type="text/calendar"[^>]*href="([^"]+)"', page).group(1)
+    assert "category=debate" in alternate and "from=" not in alternate
+    # Fixed dates stay fixed.
+    custom = text(client.get("/subscribe?when=custom&start_date=2030-01-01&end_date=2030-01-31"))
+    assert "from=2030-01-01" in custom and 'id="period-note"' not in custom
+    # The widget reads the period each time it loads.
+    assert client.get("/embed?when=weekend&city=Paris").status_code == 200
+
+
 def test_feed_of_the_filtered_list_is_served(client, seeded):
     body = text(client.get("/subscribe?category=debate"))
     query = re.search(r'id="ics-url" value="[^"?]+\?([^"]+)"', body).group(1).replace("&amp;", "&")

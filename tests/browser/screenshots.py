@@ -71,6 +71,8 @@ def pages(paris, data) -> list[tuple[str, str, str | None]]:
         ("event-edit", f"/manage/events/{workshop}/edit", data.manager_email),
         ("registrations", f"/manage/events/{debate}/registrations", data.manager_email),
         ("bookings", "/manage/bookings", data.manager_email),
+        ("manage-events", "/manage/events", data.manager_email),
+        ("event-as-organiser", f"/events/{debate}", data.manager_email),
         ("event-cancel", f"/manage/events/{debate}/cancel", data.manager_email),
         ("event-delete", f"/manage/events/{workshop}/delete", data.manager_email),
         ("booking-cancel", f"/manage/bookings/{data.booking_ids[0]}/cancel", data.office_email),

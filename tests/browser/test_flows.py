@@ -209,6 +209,22 @@ def test_organisation_manager_deletes_an_event_after_confirming(serve, new_page)
     assert title not in page.locator("main").inner_text()
 
 
+def test_admin_deactivates_an_account_after_a_question_without_javascript(serve, new_page):
+    node = serve()
+    data = seed(node.app)
+    page = new_page(javascript=False)
+    sign_in(page, node.url, data.admin_email, data.password)
+    page.goto(f"{node.url}/admin/users")
+    row = page.locator("tr", has_text=data.member_email)
+    confirm = row.get_by_role("button", name=re.compile("Oui, désactiver"))
+    assert not confirm.is_visible()  # the first click only asks
+    row.locator("summary", has_text="Désactiver").click()
+    assert "ne pourra plus se connecter" in row.inner_text()
+    confirm.click()
+    assert page.locator(".flash-success").count() == 1
+    assert page.locator("tr", has_text=data.member_email).locator("summary").count() == 0
+
+
 def test_language_switch(serve, new_page):
     node = serve()
     seed(node.app)

@@ -3,7 +3,11 @@ people and roles, the settings view."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
+
+from tests.web.remote import add_remote
 
 
 def _pending_request(app, name="Le Comptoir des Quartiers", domain="marseille.test"):
@@ -145,3 +149,19 @@ def test_settings_show_where_to_change_them_and_hide_secrets(make_app, login):
     assert "HALLES_SECRET_KEY" in body and "DATABASE_URL" in body and "HALLES_TILE_URL" in body
     assert "super-secret-value" not in body and "hunter2" not in body
     assert "smtp://mailer:***@mail.example:587" in body
+
+
+def test_irreversible_admin_buttons_ask_first_without_javascript(app, client, seeded, login):
+    """Blocking a node, ending a peering and deactivating an account: the first button only opens a
+    question (a <details> disclosure); the form with the real button is inside it."""
+    add_remote(app)  # Lyon, a peer both ways
+    _pending_request(app, name="Le Quai des Possibles", domain="nantes.test")
+    login(client, seeded.admin_email)
+    peers = client.get("/admin/peers").get_data(as_text=True)
+    for decision in ("block", "remove"):
+        form = re.search(rf'<details class="confirm-inline">\s*<summary[^>]*>[^<]*….*?</summary>.*?'
+                         rf'action="/admin/peers/\d+/{decision}".*?</details>', peers, re.S)
+        assert form, decision
+    assert "data-confirm" not in peers.split('id="block-title"')[0]  # no script-only confirmation left
+    users = client.get("/admin/users").get_data(as_text=True)
+    assert re.search(r'<details class="confirm-inline">.*?Oui, désactiver.*?</details>', users, re.S)

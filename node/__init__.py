@@ -15,8 +15,9 @@ from node import config as config_module
 from node.extensions import babel, csrf, db, login_manager, migrate
 
 #: Anonymous answers the same for every visitor, served from node/common/microcache.py for
-#: HALLES_LISTING_CACHE_SECONDS: the events API list, the feeds and the partners' widget.
-PUBLIC_LISTING_PATHS = ("/api/v1/events", "/events.ics", "/events.atom", "/embed")
+#: HALLES_LISTING_CACHE_SECONDS: the home page and the events page (no form, no session for a visitor;
+#: an answer that sets a cookie is never kept), the events API list, the feeds and the partners' widget.
+PUBLIC_LISTING_PATHS = ("/", "/events", "/api/v1/events", "/events.ics", "/events.atom", "/embed")
 
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 

@@ -128,7 +128,7 @@ def test_errors_are_not_kept(cached):
 def test_feeds_and_widget_are_cached_too_and_other_paths_are_not(cached):
     app, cache = cached
     client = app.test_client(use_cookies=False)
-    for path in ("/events.ics", "/events.atom", "/embed"):
+    for path in ("/", "/events", "/events.ics", "/events.atom", "/embed"):
         assert client.get(path).status_code == 200
         assert client.get(path).headers.get("Age") == "0", path
     hits = cache.hits
@@ -226,3 +226,17 @@ def test_an_expired_answer_is_served_while_one_thread_rebuilds_it():
     release.set()
     rebuilding.join()
     assert _get(cache)[1] == b"answer 2" and len(calls) == 2
+
+
+def test_signed_in_pages_and_flashed_messages_are_never_shared(cached, world):
+    """A browser with a session sends its cookie: its pages (the header shows who is signed in) are
+    built for it alone, and the anonymous copy never shows its name."""
+    app, cache = cached
+    visitor = app.test_client()
+    anonymous_page = visitor.get("/events").get_data(as_text=True)
+    member = app.test_client()
+    member.set_cookie("session", "anything")  # any cookie: the request is not served from the cache
+    hits = cache.hits
+    member.get("/events")
+    assert cache.hits == hits
+    assert visitor.get("/events").get_data(as_text=True) == anonymous_page

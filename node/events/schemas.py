@@ -16,6 +16,7 @@ from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validat
 
 from node.common.timeutil import iso_utc, zone
 from node.events.models import ACCESSIBILITY_FEATURES, CATEGORIES, LOCATION_KINDS, STATUSES, VISIBILITIES
+from node.events.periods import PERIODS
 
 # In a query string an unencoded '+' arrives as a space: '2026-03-02T14:00:00 01:00'.
 _SPACE_OFFSET = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
@@ -188,6 +189,9 @@ class EventQuerySchema(Schema):
     accessible = FeatureList(metadata={"description": "Comma-separated features that must all be offered"})
     scope = fields.String(validate=validate.OneOf(("local", "network")),
                           metadata={"description": "local (default) or network (remote events too)"})
+    when = fields.String(validate=validate.OneOf(PERIODS), metadata={
+        "description": "A period that moves with the calendar, in the node's time zone: today, weekend, week "
+                       "(7 days) or month (to its end); instead of from/to"})
     cursor = fields.String(validate=validate.Length(max=200))
     limit = fields.Integer(validate=validate.Range(1, 100))
 
@@ -195,6 +199,8 @@ class EventQuerySchema(Schema):
     def _range(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("start") and data.get("end") and data["end"] <= data["start"]:
             raise ValidationError("'to' must be after 'from'", "to")
+        if data.get("when") and (data.get("start") or data.get("end")):
+            raise ValidationError("give either a period ('when') or dates ('from', 'to'), not both", "when")
 
 
 class RegistrationInputSchema(Schema):

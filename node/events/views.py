@@ -16,8 +16,9 @@ from node.common.api import created, load
 from node.common.auth import api_login_required, current_actor, require_actor
 from node.common.errors import NotFound
 from node.common.ratelimit import rate_limited
-from node.common.timeutil import utcnow
+from node.common.timeutil import to_utc_naive, utcnow, zone
 from node.events import feeds, registrations, services
+from node.events.periods import period_bounds
 from node.events.schemas import (
     EventDetailSchema,
     EventInputSchema,
@@ -69,11 +70,19 @@ def _conditional(response: Response) -> Response:
     return response.make_conditional(request)
 
 
-def _filters(args: dict[str, Any], *, default_start) -> dict[str, Any]:
+def _filters(args: dict[str, Any], *, default_start, period_from_midnight: bool = False) -> dict[str, Any]:
+    """Service filters from a loaded EventQuerySchema. A period (``when``) starts at midnight of its
+    first day for a calendar (``period_from_midnight``: today's morning event stays in today's feed),
+    and not before ``default_start`` (now) for a list of what is still to come."""
+    start, end = args.get("start", default_start), args.get("end")
+    if args.get("when"):
+        now = utcnow()
+        first, end = period_bounds(args["when"], now, zone(current_app.config["HALLES_TIMEZONE"]))
+        start = first if period_from_midnight else max(first, to_utc_naive(default_start))
     return {
         "scope": args.get("scope", "local"),
-        "start": args.get("start", default_start),
-        "end": args.get("end"),
+        "start": start,
+        "end": end,
         "q": args.get("q"),
         "category": args.get("category"),
         "city": args.get("city"),
@@ -260,7 +269,7 @@ def _feed_events(default_limit: int) -> list[Any]:
     args = EventQuerySchema().load(request.args.to_dict())
     return services.list_events(
         None, public_only=True, limit=args.get("limit", default_limit),
-        **_filters(args, default_start=utcnow() - FEED_LOOKBACK),
+        **_filters(args, default_start=utcnow() - FEED_LOOKBACK, period_from_midnight=True),
     )
 
 
@@ -315,6 +324,8 @@ _QUERY_PARAMS = [
      "description": "Date (node's zone) or date-time with offset; occurrences ending after it. Default: now "
                     "(feeds: 30 days ago)"},
     {"name": "to", "in": "query", "schema": {"type": "string"}, "description": "Occurrences starting before it"},
+    {"name": "when", "in": "query", "schema": {"type": "string", "enum": ["today", "weekend", "week", "month"]},
+     "description": "A period that moves with the calendar (node's time zone), instead of from/to"},
     {"name": "q", "in": "query", "schema": {"type": "string"},
      "description": "Words (at most 12), each the start of a word of the title, description, tags, place or "
                     "city; any case, any accents (full-text index)"},

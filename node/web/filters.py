@@ -7,7 +7,6 @@ accessibility feature) and also the feeds' own parameters (``from``/``to``, comm
 
 from __future__ import annotations
 
-from calendar import monthrange
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,12 +14,13 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from node.events.models import ACCESSIBILITY_FEATURES, CATEGORIES
+from node.events.periods import PERIODS, period_days
 from node.web.helpers import local_midnight, node_zone, query_string, today_local
 
 WHEN_CHOICES = ("today", "weekend", "week", "month", "custom")
 #: Periods that move with the calendar: "this weekend" is another weekend next week, so a subscription
 #: must not freeze them into dates.
-ROLLING = ("today", "weekend", "week", "month")
+ROLLING = PERIODS
 SCOPES = ("network", "local")
 
 
@@ -98,19 +98,8 @@ class EventFilters:
     def date_range(self, today: date | None = None) -> tuple[date | None, date | None]:
         """(first day, day after the last) in the node's zone; (None, None) means "from now on"."""
         today = today or today_local()
-        if self.when == "today":
-            return today, today + timedelta(days=1)
-        if self.when == "weekend":
-            if today.weekday() >= 5:  # Saturday or Sunday: this weekend, what is left of it
-                saturday = today - timedelta(days=today.weekday() - 5)
-            else:
-                saturday = today + timedelta(days=5 - today.weekday())
-            return max(saturday, today), saturday + timedelta(days=2)
-        if self.when == "week":
-            return today, today + timedelta(days=7)
-        if self.when == "month":
-            last = monthrange(today.year, today.month)[1]
-            return today, date(today.year, today.month, last) + timedelta(days=1)
+        if self.when in PERIODS:
+            return period_days(self.when, today)
         if self.when == "custom":
             end = self.end_date + timedelta(days=1) if self.end_date else None
             return self.start_date, end
@@ -168,12 +157,9 @@ class EventFilters:
         return query_string(params)
 
     def calendar_query(self) -> str:
-        """The calendar and Atom feeds' parameters. They only take fixed dates, so a rolling period is
-        left out (a frozen "this weekend" would be empty from Monday on): the other filters stay."""
-        params = self.feed_params()
-        if self.rolling:
-            params.update({"from": None, "to": None})
-        return query_string(params)
+        """The calendar and Atom feeds' parameters: like the widget's, a rolling period by name (the
+        feeds read ``when`` at each fetch; a frozen "this weekend" would be empty from Monday on)."""
+        return self.widget_query()
 
     def page_params(self) -> dict[str, Any]:
         """The parameters that reproduce this page (the form's own names)."""

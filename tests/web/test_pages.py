@@ -111,12 +111,15 @@ def test_feed_links_carry_the_filters(client, seeded):
 
 
 def test_a_rolling_period_is_not_frozen_into_subscriptions(client, seeded):
-    """"This weekend" is another weekend next week: the widget keeps the period by name, the calendar and
-    Atom feeds (which take fixed dates only) keep the other filters and say so."""
+    """"This weekend" is another weekend next week: the widget and the calendar and Atom feeds keep the
+    period by name (the feeds read ``when`` at each fetch) with the other filters."""
     body = text(client.get("/subscribe?when=weekend&city=Paris&free=true"))
     for feed in ("ics-url", "atom-url"):
         query = re.search(rf'id="{feed}" value="[^"?]+\?([^"]+)"', body).group(1).replace("&amp;", "&")
         assert "city=Paris" in query and "free=true" in query and "from=" not in query and "to=" not in query
+        assert "when=weekend" in query
+        feed_path = "/events.ics" if feed == "ics-url" else "/events.atom"
+        assert client.get(f"{feed_path}?{query}").status_code == 200
     widget = re.search(r'data-halles-events="([^"]+)"', body).group(1).replace("&amp;", "&")
     assert "when=weekend" in widget and "from=" not in widget and "city=Paris" in widget
     assert f'src="http://127.0.0.1:5000/embed?{widget}"'.replace("&", "&amp;") in body
@@ -124,7 +127,7 @@ def test_a_rolling_period_is_not_frozen_into_subscriptions(client, seeded):
     # The agenda's own feed links follow the same rule.
     page = text(client.get("/events?when=month&category=debate"))
     alternate = re.search(r'type="text/calendar"[^>]*href="([^"]+)"', page).group(1)
-    assert "category=debate" in alternate and "from=" not in alternate
+    assert "category=debate" in alternate and "from=" not in alternate and "when=month" in alternate
     # Fixed dates stay fixed.
     custom = text(client.get("/subscribe?when=custom&start_date=2030-01-01&end_date=2030-01-31"))
     assert "from=2030-01-01" in custom and 'id="period-note"' not in custom

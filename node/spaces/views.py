@@ -286,18 +286,6 @@ def request_booking(room_id: int):
     return created(GuestBookingOutput().dump(booking))
 
 
-#: The page's endpoint (node/web/public.py ``room_request``): the same form, the same limit.
-GUEST_REQUEST_PAGE = "web.room_request"
-
-
-@web.before_app_request
-def _limit_guest_request_page():
-    """Guest booking requests sent from the room page count against the same per-address budget as
-    the API; over it, the page answers 429 with Retry-After and says when to try again."""
-    if request.method == "POST" and request.endpoint == GUEST_REQUEST_PAGE:
-        services.limit_guest_requests(client_address())
-
-
 # --- iCalendar feed -------------------------------------------------------------------------------
 
 #: How far back the feed goes: calendar apps need recent history, not years of it.

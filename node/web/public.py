@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, current_app, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from node.charters import services as charters
 from node.common.errors import HallesError, NotFound
 from node.common.permissions import directory_scope, event_visibilities, is_staff, manages
-from node.common.ratelimit import rate_limited
+from node.common.ratelimit import TooManyRequests, client_address, rate_limited
 from node.common.timeutil import utcnow
 from node.events import registrations
 from node.events import services as events
@@ -454,6 +454,17 @@ def room_request(room_id: int):
         raise NotFound(f"room {room_id} is no longer offered")
     form = forms.GuestBookingForm()
     form.category.choices = _guest_categories(room)
+    try:
+        # Before validation, like the API: a refused or invalid request counts too (no free probing).
+        spaces.limit_guest_requests(client_address())
+    except TooManyRequests as exc:
+        retry_after = int(exc.headers["Retry-After"])
+        minutes = max(1, -(-retry_after // 60))
+        flash(_("Too many booking requests from your connection: please try again in %(minutes)d minutes, or "
+                "write to the team.", minutes=minutes), "error")
+        response = make_response(_render_room(room, form, 429))
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     if not form.validate_on_submit():
         form_errors(form)
         return _render_room(room, form, 422)

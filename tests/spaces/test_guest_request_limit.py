@@ -110,7 +110,9 @@ def test_the_page_and_the_api_share_the_budget_and_the_page_says_when_to_retry(a
     assert refused.status_code == 429
     assert refused.mimetype == "text/html" and int(refused.headers["Retry-After"]) >= 1
     text = refused.get_data(as_text=True)
-    assert "too many booking requests from 203.0.113.9" in text and "try again in" in text
+    # The room page again, with the form as the person filled it and when to try again, in French.
+    assert "Trop de demandes de réservation" in text and "minutes" in text
+    assert 'value="Nadia Kaci"' in text and "Réunion de quartier" in text
     assert stored(app) == (2, 2)
     # Reading the room page is never limited.
     assert client.get(page, **from_address("203.0.113.9")).status_code == 200

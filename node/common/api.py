@@ -7,17 +7,9 @@ from typing import Any
 from flask import Response, jsonify, request
 from marshmallow import Schema
 
-from node.common.errors import HallesError
+from node.common.errors import BadRequest, UnsupportedMediaType
 
-
-class BadRequest(HallesError):
-    status = 400
-    title = "Bad request"
-
-
-class UnsupportedMediaType(HallesError):
-    status = 415
-    title = "Unsupported media type"
+__all__ = ["BadRequest", "UnsupportedMediaType", "created", "json_body", "load"]
 
 
 def json_body() -> dict[str, Any]:

@@ -16,6 +16,23 @@ class HallesError(Exception):
         self.extra = extra
 
 
+class BadRequest(HallesError):
+    """A body or parameter that cannot be read at all (not JSON, not an object, nested too deep)."""
+
+    status = 400
+    title = "Bad request"
+
+
+class PayloadTooLarge(HallesError):
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(HallesError):
+    status = 415
+    title = "Unsupported media type"
+
+
 class InvalidInput(HallesError):
     status = 422
     title = "Invalid input"

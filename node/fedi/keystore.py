@@ -5,13 +5,16 @@ and the actor that owns it, reading both RSA ``publicKey`` and Ed25519 ``Multike
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
 
+import requests
 from flask import current_app, g
 from sqlalchemy import select
 
@@ -33,6 +36,12 @@ ACTOR_TYPES = {"Person", "Organization", "Group", "Service", "Application"}
 #: which bypasses the cache -- and a document another process stored is seen within this delay.
 KEY_CACHE_SECONDS = 30.0
 KEY_CACHE_SIZE = 4096
+#: A key whose lookup failed because a fetch failed (its server is unreachable, slow, or refused by
+#: the safe-fetch rules) is not looked up again for this long: every request naming it would
+#: otherwise wait for the same fetches again (up to four fetch deadlines, about a minute) before its
+#: 401. A server that cannot even be connected to is remembered the same way for all its keys.
+FAILED_LOOKUP_SECONDS = 300.0
+FAILED_LOOKUP_SIZE = 4096
 
 
 class KeyCache:
@@ -80,6 +89,87 @@ def key_cache() -> KeyCache:
     return cache
 
 
+class FailedLookups:
+    """Key ids and hosts whose last lookup failed on a fetch, with the reason, for
+    ``FAILED_LOOKUP_SECONDS`` (negative cache, one per app)."""
+
+    def __init__(self, size: int = FAILED_LOOKUP_SIZE, ttl: float = FAILED_LOOKUP_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.size = size
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _get(self, name: str) -> str | None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        left = entry[0] - self.clock()
+        if left <= 0:
+            del self._entries[name]
+            return None
+        return f"{entry[1]}; not fetched again for {math.ceil(left)} s"
+
+    def reason(self, key_id: str) -> str | None:
+        """Why ``key_id`` (or its host) failed recently, or None."""
+        with self._lock:
+            return self._get(key_id) or self._get(_host_entry(key_id))
+
+    def host_down(self, url: str) -> str | None:
+        with self._lock:
+            return self._get(_host_entry(url))
+
+    def remember(self, name: str, reason: str) -> None:
+        with self._lock:
+            self._entries[name] = (self.clock() + self.ttl, reason[:300])
+            self._entries.move_to_end(name)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def remember_host(self, url: str, reason: str) -> None:
+        self.remember(_host_entry(url), reason)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _host_entry(url: str) -> str:
+    return "host:" + domain_of(url)
+
+
+def failed_lookups() -> FailedLookups:
+    failed = current_app.extensions.get("halles_failed_key_lookups")
+    if failed is None:
+        failed = current_app.extensions.setdefault("halles_failed_key_lookups", FailedLookups())
+    return failed
+
+
+def _unreachable(exc: FetchError) -> bool:
+    """The server itself could not be reached (no name, no connection, no answer to connect), as
+    opposed to one URL of it failing: then none of its keys can be fetched for now."""
+    cause = exc.__cause__ or exc.__context__  # federation.fetch raises its errors "from None"
+    return isinstance(cause, requests.ConnectionError) or str(exc).startswith("cannot resolve")
+
+
+def _fetch(url: str) -> dict[str, Any]:
+    """``fetch_document``, skipped for a server found unreachable a moment ago."""
+    failed = failed_lookups()
+    down = failed.host_down(url)
+    if down is not None:
+        g.halles_key_fetch_failed = True
+        raise FetchError(down, url=url)
+    try:
+        return fetch_document(url)
+    except FetchError as exc:
+        g.halles_key_fetch_failed = True  # read by resolve_key: this lookup failed on a fetch
+        if _unreachable(exc):
+            where = exc.url or url  # after redirects, the server that failed
+            failed.remember_host(where, f"{domain_of(where)} is unreachable: {exc}")
+        raise
+
+
 class ActorError(Exception):
     """A remote actor cannot be fetched or is not usable; the message says why."""
 
@@ -119,7 +209,7 @@ def get_actor(ap_id: str, *, refresh: bool = False) -> RemoteActor:
     if actor is not None and not refresh and actor.fetched_at > utcnow() - ACTOR_MAX_AGE and actor.document:
         return actor
     try:
-        document = fetch_document(ap_id)
+        document = _fetch(ap_id)
     except FetchError as exc:
         if actor is not None and actor.document:
             return actor  # keep working with what we know while the server is unreachable
@@ -156,15 +246,26 @@ def _keys_of(document: dict[str, Any]) -> list[tuple[str, Any, str]]:
 
 def resolve_key(key_id: str, refresh: bool = False) -> KeyRecord | None:
     """Key resolver for federation verifiers. Returns None for an unknown key. Found keys are kept in
-    memory for ``KEY_CACHE_SECONDS``; ``refresh`` bypasses that cache as well as the database's."""
+    memory for ``KEY_CACHE_SECONDS``; ``refresh`` bypasses that cache as well as the database's. A
+    key whose lookup failed on a fetch is not looked up again for ``FAILED_LOOKUP_SECONDS``, even
+    with ``refresh`` (the 401 then says why)."""
     cache = key_cache()
     if not refresh:
         cached = cache.get(key_id)
         if cached is not None:
             return cached
+    failed = failed_lookups()
+    reason = failed.reason(key_id)
+    if reason is not None:
+        note_key_problem(reason)
+        return None
+    g.pop("halles_key_problem", None)
     record = _resolve_key(key_id, refresh)
     if record is not None:
         cache.put(record)
+    elif g.get("halles_key_problem") is not None and g.get("halles_key_fetch_failed"):
+        failed.remember(key_id, g.halles_key_problem)
+    g.pop("halles_key_fetch_failed", None)
     return record
 
 
@@ -205,7 +306,7 @@ def _resolve_key(key_id: str, refresh: bool) -> KeyRecord | None:
 def _actor_from_key_document(key_id: str, refresh: bool) -> RemoteActor | None:
     """Some servers give keys their own URL (a key document with an ``owner``)."""
     try:
-        document = fetch_document(key_id)
+        document = _fetch(key_id)
     except FetchError as exc:
         note_key_problem(f"cannot fetch key {key_id}: {exc}")
         return None

@@ -1,6 +1,7 @@
 """The inbox refuses what it cannot verify, with a 4xx and a reason, and stores none of it."""
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -177,3 +178,130 @@ def test_unknown_activity_type_is_stored_then_ignored(pair):
 
     state = paris.query(lambda: db.session.scalar(select(InboxItem.state)))
     assert state == "ignored"
+
+
+def test_a_known_activity_id_is_only_confirmed_to_a_sender_that_proves_who_it_is(pair, make_node):
+    """The duplicate answer comes after the signature and the proofs: an unsigned request, or one
+    signed by another server, cannot learn that an activity id is known."""
+    paris, lyon = pair
+    marseille = make_node("Le Comptoir", "Marseille")
+    activity = create(lyon, signed(lyon, event_object(lyon)))
+    assert post(paris, lyon, activity).status_code == 202
+    unsigned = requests.post(f"{paris.url}/inbox", json=activity,
+                             headers={"Content-Type": "application/activity+json"}, timeout=10)
+    assert unsigned.status_code == 401 and "missing signature" in unsigned.json()["detail"]
+    assert "X-Halles-Duplicate" not in unsigned.headers
+    stranger = post(paris, marseille, activity)
+    assert stranger.status_code == 401 and "disagree" in stranger.json()["detail"]
+    tampered = post(paris, lyon, {**activity, "object": {**activity["object"], "name": "Changé"}})
+    assert tampered.status_code == 401 and "object proof" in tampered.json()["detail"]
+    again = post(paris, lyon, activity)
+    assert again.status_code == 202 and again.headers.get("X-Halles-Duplicate") == "1"
+    assert inbox_count(paris) == 1
+
+
+def _post_with_key(target, sender, activity, key_id):
+    identity = signer_of(sender)
+    body = json.dumps(activity).encode()
+    url = f"{target.url}/inbox"
+    headers = {"Content-Type": "application/activity+json"}
+    headers.update(sign_request("POST", url, headers, body, identity.rsa_key, key_id, flavour="rfc9421", now=now()))
+    started = time.monotonic()
+    response = requests.post(url, data=body, headers=headers, timeout=60)
+    return response, time.monotonic() - started
+
+
+def test_a_key_on_a_server_that_does_not_answer_is_not_fetched_again_for_a_while(pair, monkeypatch):
+    """A key id on a server that never answers costs the fetch deadlines once; the next requests naming
+    it get their 401 at once, with the reason, and the server is not asked again."""
+    from node.fedi import http, keystore
+    from tests.resilience.peers import FakePeer
+
+    monkeypatch.setattr(http, "FETCH_DEADLINE", 1.0)
+    paris, lyon = pair
+    silent = FakePeer("timeout")
+    try:
+        key_id = f"http://{silent.domain}/actor#main-key"
+        first, first_took = _post_with_key(paris, lyon, create(lyon, signed(lyon, event_object(lyon))), key_id)
+        assert first.status_code == 401
+        assert "unknown key" in first.json()["detail"] and "cut off" in first.json()["detail"]
+        asked = silent.requests
+        assert asked >= 1 and first_took >= 1.0
+        for _ in range(3):
+            again, took = _post_with_key(paris, lyon, create(lyon, signed(lyon, event_object(lyon))), key_id)
+            assert again.status_code == 401, again.text
+            detail = again.json()["detail"]
+            assert "unknown key" in detail and "cut off" in detail and "not fetched again for" in detail
+            assert took < 0.9, took
+        assert silent.requests == asked
+    finally:
+        silent.close()
+    assert inbox_count(paris) == 0
+    assert keystore.FAILED_LOOKUP_SECONDS == 300
+
+
+def test_a_server_that_refuses_connections_is_remembered_for_all_its_keys(pair):
+    from tests.support.smtp import free_port
+
+    paris, lyon = pair
+    closed = f"127.0.0.1:{free_port()}"
+    first, _ = _post_with_key(paris, lyon, create(lyon, signed(lyon, event_object(lyon))), f"http://{closed}/a#k")
+    assert first.status_code == 401 and "connection failed" in first.json()["detail"]
+    other, _ = _post_with_key(paris, lyon, create(lyon, signed(lyon, event_object(lyon))), f"http://{closed}/b#k")
+    assert other.status_code == 401
+    assert f"{closed} is unreachable" in other.json()["detail"]
+    assert "not fetched again" in other.json()["detail"]
+
+
+def test_a_failed_lookup_is_tried_again_after_the_delay():
+    from node.fedi.keystore import FailedLookups
+
+    clock = [1000.0]
+    failed = FailedLookups(clock=lambda: clock[0])
+    failed.remember("https://lyon.example/actor#main-key", "cannot fetch key: timed out")
+    failed.remember_host("https://down.example/actor", "down.example is unreachable: connection failed")
+    assert failed.reason("https://lyon.example/actor#main-key") == (
+        "cannot fetch key: timed out; not fetched again for 300 s")
+    assert failed.reason("https://lyon.example/actor#other-key") is None
+    assert "down.example is unreachable" in failed.reason("https://down.example/users/7#key")
+    clock[0] += 299.5
+    assert "for 1 s" in failed.reason("https://lyon.example/actor#main-key")
+    clock[0] += 1
+    assert failed.reason("https://lyon.example/actor#main-key") is None
+    assert failed.host_down("https://down.example/actor") is None
+
+
+def test_a_block_is_seen_by_the_inbox_at_once_here_and_soon_from_another_process(pair, monkeypatch):
+    from sqlalchemy import update
+
+    from node.extensions import db
+    from node.fedi import inbox
+    from node.fedi.models import InboxItem, RemoteServer
+    from tests.support.nodes import settle
+
+    paris, lyon = pair
+    assert post(paris, lyon, create(lyon, signed(lyon, event_object(lyon)))).status_code == 202
+    # Blocked and unblocked by this process (the admin page or the CLI in the web app): at once.
+    assert paris.cli("peer", "block", lyon.url).exit_code == 0
+    refused = post(paris, lyon, create(lyon, signed(lyon, event_object(lyon))))
+    assert refused.status_code == 403 and "blocked" in refused.json()["detail"]
+    assert paris.cli("peer", "unblock", f"127.0.0.1:{lyon.port}").exit_code == 0
+    assert post(paris, lyon, create(lyon, signed(lyon, event_object(lyon)))).status_code == 202
+    # Blocked by another process (a plain UPDATE here): the inbox sees it within BLOCKS_CACHE_SECONDS,
+    # and the worker ignores what was accepted meanwhile.
+    monkeypatch.setattr(inbox, "BLOCKS_CACHE_SECONDS", 0.5)
+    paris.query(lambda: inbox.blocked_domains().forget())  # read again with the short delay
+    paris.query(lambda: (db.session.execute(update(RemoteServer).values(blocked=True)
+                                            .where(RemoteServer.domain == f"127.0.0.1:{lyon.port}")),
+                         db.session.commit()))
+    meanwhile = post(paris, lyon, create(lyon, signed(lyon, event_object(lyon))))
+    assert meanwhile.status_code in (202, 403)
+    time.sleep(0.6)
+    assert post(paris, lyon, create(lyon, signed(lyon, event_object(lyon)))).status_code == 403
+    settle([paris])
+    states = paris.query(lambda: list(db.session.execute(
+        select(InboxItem.state, InboxItem.error).order_by(InboxItem.id))))
+    # Everything stored (the 202s: one before the block, one after the unblock, maybe one meanwhile) is
+    # applied after the last block is committed: nothing of it is applied.
+    assert len(states) in (2, 3)
+    assert states == [("ignored", "domain blocked")] * len(states), states

@@ -17,11 +17,13 @@ from node.extensions import db
 from node.fedi import outbox
 from node.fedi.identity import load_identity
 from node.fedi.keystore import ActorError, get_actor
-from node.fedi.models import Follow, OutboxEntry, RemoteActor, RemoteServer
+from node.fedi.models import Follow, OutboxEntry, RemoteActor
 from node.fedi.remote import (
+    Lookups,
     RefusedObject,
     delete_remote_object,
     forget_actor,
+    lookups,
     upsert_remote_event,
     upsert_remote_organisation,
 )
@@ -61,13 +63,35 @@ def apply(activity: dict[str, Any]) -> str:
     ap_id = actor_id(activity)
     if ap_id is None:
         raise RefusedObject("activity without actor")
+    known = lookups()
     try:
-        actor = get_actor(ap_id)
+        actor = known.actor(ap_id)
     except ActorError as exc:
         raise RefusedObject(str(exc)) from exc
-    if db.session.scalar(select(RemoteServer.blocked).where(RemoteServer.domain == actor.domain)):
+    if actor.domain in known.blocked_domains():
         return "ignored: domain blocked"
     return handler(activity, actor)
+
+
+def applies_without_fetching(activity: dict[str, Any], known: Lookups) -> bool:
+    """An activity ``apply`` handles from what the database holds, without any fetch: a Create or
+    Update of an embedded object by a known actor (and, for an event attributed to another actor of
+    its server, that actor known too). The worker applies runs of these in one transaction."""
+    if activity.get("type") not in ("Create", "Update"):
+        return False
+    ap_id = actor_id(activity)
+    obj = activity.get("object")
+    if ap_id is None or not isinstance(obj, dict) or known.known_actor(ap_id) is None:
+        return False
+    attributed = _attributed_to(obj)
+    if attributed and attributed != ap_id and same_origin(attributed, ap_id):
+        return known.known_actor(attributed) is not None
+    return True
+
+
+def _attributed_to(obj: dict[str, Any]) -> str | None:
+    attributed = obj.get("attributedTo")
+    return object_id(attributed[0] if isinstance(attributed, list) and attributed else attributed)
 
 
 def _follow_row(actor: RemoteActor, direction: str) -> Follow | None:
@@ -180,11 +204,10 @@ def _is_event(obj: Any) -> bool:
 def _event_origin(obj: dict[str, Any], actor: RemoteActor) -> RemoteActor:
     """The actor an event belongs to: its ``attributedTo`` when that is another actor of the sender's
     server (a Mobilizon member creates the group's event), else the sender."""
-    attributed = object_id(obj.get("attributedTo")[0] if isinstance(obj.get("attributedTo"), list)
-                           and obj.get("attributedTo") else obj.get("attributedTo"))
+    attributed = _attributed_to(obj)
     if attributed and attributed != actor.ap_id and same_origin(attributed, actor.ap_id):
         try:
-            return get_actor(attributed)
+            return lookups().actor(attributed)
         except ActorError:
             return actor
     return actor
@@ -194,17 +217,11 @@ def _follows_server_of(actor: RemoteActor) -> bool:
     """This node follows (accepted) the actor or another actor of its server: a Mobilizon group's
     events come from its members. Events are imported from what the node chose to follow, never
     pushed into its listings by any account that can sign a request."""
-    return db.session.scalar(
-        select(Follow.id).join(RemoteActor, Follow.actor_id == RemoteActor.id)
-        .where(RemoteActor.domain == actor.domain, Follow.direction == "outgoing", Follow.state == "accepted")
-        .limit(1)
-    ) is not None
+    return actor.domain in lookups().followed_domains()
 
 
 def _held(object_url: str) -> bool:
-    from node.events.models import Event
-
-    return db.session.scalar(select(Event.id).where(Event.ap_id == object_url)) is not None
+    return lookups().event(object_url) is not None
 
 
 @handles("Create", "Update")
@@ -302,12 +319,7 @@ def _forward_if_reshared(activity: dict[str, Any], target: str) -> None:
     """We re-shared this object: pass the origin's signed Update/Delete on to our own audience."""
     if "proof" not in activity:
         return
-    announce = db.session.scalar(
-        select(OutboxEntry)
-        .where(OutboxEntry.object_id == target, OutboxEntry.activity_type == "Announce")
-        .order_by(OutboxEntry.id.desc())
-        .limit(1)
-    )
+    announce = lookups().last_announce(target)
     if announce is None:
         return
     if db.session.scalar(select(OutboxEntry.id).where(OutboxEntry.activity_id == activity["id"])) is not None:

@@ -1,23 +1,173 @@
 """Storing what other servers tell us: remote events and directory entries, with origin checks and
-out-of-order protection (the origin's ``updated`` decides)."""
+out-of-order protection (the origin's ``updated`` decides).
+
+What the handlers consult (held events, tombstones, actors, blocks, follows, re-shares) goes through
+``lookups()``: one activity alone queries each when asked; the worker applying a batch of activities
+reads them all up front in a few queries (``Lookups.prefetch``) and keeps what the batch creates."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import selectinload
 
 from federation.urls import same_origin
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi.converters import ConversionError, object_to_event_fields, parse_time
-from node.fedi.models import RemoteActor, RemoteOrganisation, Tombstone
+from node.fedi.models import Follow, OutboxEntry, RemoteActor, RemoteOrganisation, RemoteServer, Tombstone
 
 
 class RefusedObject(Exception):
     """The object cannot be stored; the message says why (logged on the inbox item)."""
+
+
+def _object_of(activity: dict[str, Any]) -> dict[str, Any] | None:
+    obj = activity.get("object")
+    return obj if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+
+
+def _first_id(value: Any) -> str | None:
+    value = value[0] if isinstance(value, list) and value else value
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None
+
+
+class Lookups:
+    """The state handlers consult about received objects. Alone (``prefetch`` not called) each
+    question is one query; after ``prefetch(activities)`` the answers about those activities come
+    from memory, and the events the batch creates are added as they are (``add_event``). Only valid
+    while nothing else changes that state: the worker starts a new one after any activity it
+    applies on its own (a Delete, a Follow...)."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Any] = {}
+        self.tombstones: dict[str, Tombstone | None] = {}
+        self.actors: dict[str, RemoteActor | None] = {}
+        self.announces: dict[str, OutboxEntry | None] = {}
+        self._blocked: set[str] | None = None
+        self._followed: set[str] | None = None
+
+    def prefetch(self, activities: Iterable[dict[str, Any]]) -> None:
+        from node.events.models import Event
+
+        objects: set[str] = set()
+        actors: set[str] = set()
+        for activity in activities:
+            actor = _first_id(activity.get("actor"))
+            if actor:
+                actors.add(actor)
+            obj = _object_of(activity)
+            if obj is not None:
+                objects.add(obj["id"])
+                attributed = _first_id(obj.get("attributedTo"))
+                if attributed:
+                    actors.add(attributed)
+        wanted_objects = sorted(objects - self.events.keys())
+        if wanted_objects:
+            self.events.update(dict.fromkeys(wanted_objects))
+            for event in db.session.scalars(select(Event).options(selectinload(Event.occurrences))
+                                            .where(Event.ap_id.in_(wanted_objects))):
+                self.events[event.ap_id] = event
+            self.tombstones.update(dict.fromkeys(wanted_objects))
+            for tombstone in db.session.scalars(select(Tombstone).where(Tombstone.ap_id.in_(wanted_objects))):
+                self.tombstones[tombstone.ap_id] = tombstone
+            self.announces.update(dict.fromkeys(wanted_objects))
+            for entry in db.session.scalars(select(OutboxEntry).where(OutboxEntry.object_id.in_(wanted_objects),
+                                                                      OutboxEntry.activity_type == "Announce")
+                                            .order_by(OutboxEntry.id)):
+                self.announces[entry.object_id] = entry  # the latest wins
+        wanted_actors = sorted(actors - self.actors.keys())
+        if wanted_actors:
+            self.actors.update(dict.fromkeys(wanted_actors))
+            for actor in db.session.scalars(select(RemoteActor).where(RemoteActor.ap_id.in_(wanted_actors))):
+                self.actors[actor.ap_id] = actor
+        self.blocked_domains()
+        self.followed_domains()
+
+    # --- events -----------------------------------------------------------------------------------
+
+    def event(self, ap_id: str) -> Any:
+        if ap_id not in self.events:
+            from node.events.models import Event
+
+            self.events[ap_id] = db.session.scalar(select(Event).where(Event.ap_id == ap_id))
+        return self.events[ap_id]
+
+    def add_event(self, ap_id: str, event: Any) -> None:
+        self.events[ap_id] = event
+
+    def tombstone(self, ap_id: str) -> Tombstone | None:
+        if ap_id not in self.tombstones:
+            self.tombstones[ap_id] = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == ap_id))
+        return self.tombstones[ap_id]
+
+    def last_announce(self, object_id: str) -> OutboxEntry | None:
+        """Our latest Announce (re-share) of ``object_id``, if we re-shared it."""
+        if object_id not in self.announces:
+            self.announces[object_id] = db.session.scalar(
+                select(OutboxEntry).where(OutboxEntry.object_id == object_id, OutboxEntry.activity_type == "Announce")
+                .order_by(OutboxEntry.id.desc()).limit(1))
+        return self.announces[object_id]
+
+    # --- actors and servers -----------------------------------------------------------------------
+
+    def known_actor(self, ap_id: str) -> RemoteActor | None:
+        """The stored actor when it can be used without fetching it (present and fresh), else None."""
+        from node.fedi.keystore import ACTOR_MAX_AGE
+
+        if ap_id not in self.actors:
+            self.actors[ap_id] = db.session.scalar(select(RemoteActor).where(RemoteActor.ap_id == ap_id))
+        actor = self.actors[ap_id]
+        if actor is None or not actor.document or actor.fetched_at <= utcnow() - ACTOR_MAX_AGE:
+            return None
+        return actor
+
+    def actor(self, ap_id: str) -> RemoteActor:
+        """The actor, fetched when unknown or stale (``keystore.get_actor``; raises ActorError)."""
+        from node.fedi.keystore import get_actor
+
+        actor = self.known_actor(ap_id)
+        if actor is None:
+            actor = self.actors[ap_id] = get_actor(ap_id)
+        return actor
+
+    def blocked_domains(self) -> set[str]:
+        if self._blocked is None:
+            self._blocked = set(db.session.scalars(select(RemoteServer.domain).where(RemoteServer.blocked.is_(True))))
+        return self._blocked
+
+    def followed_domains(self) -> set[str]:
+        """Domains of the actors this node follows (accepted)."""
+        if self._followed is None:
+            self._followed = set(db.session.scalars(
+                select(RemoteActor.domain).join(Follow, Follow.actor_id == RemoteActor.id)
+                .where(Follow.direction == "outgoing", Follow.state == "accepted").distinct()))
+        return self._followed
+
+
+_current: ContextVar[Lookups | None] = ContextVar("halles_lookups", default=None)
+
+
+def lookups() -> Lookups:
+    """The batch's lookups while the worker applies a batch, else a new one (each answer a query)."""
+    return _current.get() or Lookups()
+
+
+@contextmanager
+def batch_lookups(batch: Lookups) -> Iterator[Lookups]:
+    token = _current.set(batch)
+    try:
+        yield batch
+    finally:
+        _current.reset(token)
 
 
 def _may_change(event: Any, origin: RemoteActor) -> bool:
@@ -43,7 +193,8 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
         raise RefusedObject(str(exc)) from exc
     updated = fields.pop("updated_at")
     published = fields.pop("published_at")
-    event = db.session.scalar(select(Event).where(Event.ap_id == fields["ap_id"]))
+    known = lookups()
+    event = known.event(fields["ap_id"])
     if event is not None and event.origin_actor_id is None:
         raise RefusedObject("the object id is one of this node's own events")
     if event is not None and not _may_change(event, origin):
@@ -57,13 +208,15 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
                 return "stale"
             updated = event.updated_at
     created = event is None
-    if created and _deleted_after(fields["ap_id"], updated or published):
+    if created and _deleted_after(fields["ap_id"], updated or published, known):
         # A Create or Update overtaken by the Delete (a reordered delivery, a retry after a crash):
         # the tombstone keeps the event from coming back.
         return "stale"
     if created:
-        event = Event(uuid=str(uuid.uuid4()), origin_actor_id=origin.id, created_at=utcnow())
+        # occurrences=[]: the collection of a new event is known to be empty (no lazy load for it).
+        event = Event(uuid=str(uuid.uuid4()), origin_actor_id=origin.id, created_at=utcnow(), occurrences=[])
         db.session.add(event)
+        known.add_event(fields["ap_id"], event)
         updated = updated or published or utcnow()
     for key, value in fields.items():
         setattr(event, key, value)
@@ -73,20 +226,36 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
         event.shared_by_actor_id = shared_by.id
     event.updated_at = updated
     event.remote_object = obj
-    db.session.flush()
-    _expand(event)
+    _sync_occurrences(event)
     return "created" if created else "updated"
 
 
-def _expand(event: Any) -> None:
-    from node.events.services import expand_occurrences
+def _sync_occurrences(event: Any) -> None:
+    """The rule of ``node.events.services.expand_occurrences`` (rows that still exist keep their id,
+    gone ones are deleted, new ones added; a rule or zone that cannot be read gives one occurrence)
+    without its flush: a batch of received events is written in one flush at its end."""
+    from node.events.models import EventOccurrence
+    from node.events.recurrence import RecurrenceError, expand
 
-    expand_occurrences(event)
+    try:
+        spans = expand(event.starts_at, event.ends_at, event.timezone or "UTC", event.rrule, event.exdates or ())
+    except (RecurrenceError, ValueError, KeyError):
+        spans = [(event.starts_at, event.ends_at)]
+    wanted = dict(spans)
+    existing = {occurrence.starts_at: occurrence for occurrence in event.occurrences}
+    for start, occurrence in existing.items():
+        if start not in wanted:
+            event.occurrences.remove(occurrence)
+    for start, end in spans:
+        if start in existing:
+            existing[start].ends_at = end
+        else:
+            event.occurrences.append(EventOccurrence(starts_at=start, ends_at=end))
 
 
-def _deleted_after(ap_id: str, updated: datetime | None) -> bool:
+def _deleted_after(ap_id: str, updated: datetime | None, known: Lookups | None = None) -> bool:
     """Deleted at or after ``updated`` (an undated object cannot be newer than its deletion)."""
-    tombstone = db.session.scalar(select(Tombstone).where(Tombstone.ap_id == ap_id))
+    tombstone = (known or lookups()).tombstone(ap_id)
     return tombstone is not None and (updated is None or tombstone.deleted_at >= updated)
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from tests.support.databases import backend
+from tests.support.requirements import missing
 
 REQUIRED = {"name": str, "value": (int, float), "unit": str, "ceiling": (int, float), "ratio": (int, float),
             "target": str, "machine": dict, "date": str}
@@ -61,7 +62,7 @@ def test_listing(tmp_path):
     from benchmarks import listing
 
     if not listing.wrk_available():
-        pytest.skip("wrk is not installed (apt-get install wrk); the listing benchmark needs it")
+        missing("wrk", "wrk is not installed (apt-get install wrk); the listing benchmark needs it")
     listing.run(events=5000, seconds=1, backends=[backend()], results_dir=tmp_path)
     result = well_formed(tmp_path, "listing")
     run = result["runs"][backend()]

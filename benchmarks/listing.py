@@ -128,12 +128,25 @@ def _event_row(number: int, day: datetime, columns: set[str]) -> tuple[dict[str,
 
 
 def _analyze() -> None:
+    """Statistics for the planner, and the database's deferred work done now rather than during the
+    measurement: on PostgreSQL, VACUUM merges the search index's pending entries (GIN fast update) and
+    CHECKPOINT flushes the 100,000 inserts (without them, autovacuum and the checkpointer competed with
+    the node for the two cores in one run: 0.25 of the ceiling, against 0.87 in the next); on SQLite,
+    the WAL is checkpointed."""
     from sqlalchemy import text
 
     from node.extensions import db
 
-    db.session.execute(text("ANALYZE"))
     db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))
+            connection.execute(text("CHECKPOINT"))
+    else:
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
+        db.session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        db.session.commit()
 
 
 def deep_query(app, depth: int = DEPTH) -> tuple[str, dict[str, Any]]:

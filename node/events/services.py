@@ -282,11 +282,13 @@ def occurrence_rows(event: Event) -> list[OccurrenceRow]:
 # --- occurrences ----------------------------------------------------------------------------------
 
 
-def expand_occurrences(event: Event) -> list[EventOccurrence]:
+def expand_occurrences(event: Event, *, flush: bool = True) -> list[EventOccurrence]:
     """Make the EventOccurrence rows match the event's dates, rule and exception dates.
 
     Rows that still exist keep their id (a listing cursor pointing at them stays valid); gone ones are
-    deleted, new ones added. A remote event whose rule or zone cannot be read gets one occurrence."""
+    deleted, new ones added. A remote event whose rule or zone cannot be read gets one occurrence.
+    ``flush=False`` leaves the rows to the caller's next flush (the worker writes a batch of received
+    events in one)."""
     try:
         spans = expand(event.starts_at, event.ends_at, event.timezone or "UTC", event.rrule, event.exdates or ())
     except (RecurrenceError, ValueError, KeyError):
@@ -301,7 +303,8 @@ def expand_occurrences(event: Event) -> list[EventOccurrence]:
             existing[start].ends_at = end
         else:
             event.occurrences.append(EventOccurrence(starts_at=start, ends_at=end))
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return sorted(event.occurrences, key=lambda occurrence: occurrence.starts_at)
 
 

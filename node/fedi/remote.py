@@ -231,26 +231,10 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
 
 
 def _sync_occurrences(event: Any) -> None:
-    """The rule of ``node.events.services.expand_occurrences`` (rows that still exist keep their id,
-    gone ones are deleted, new ones added; a rule or zone that cannot be read gives one occurrence)
-    without its flush: a batch of received events is written in one flush at its end."""
-    from node.events.models import EventOccurrence
-    from node.events.recurrence import RecurrenceError, expand
+    """The event's occurrences, left to the batch's single flush."""
+    from node.events.services import expand_occurrences
 
-    try:
-        spans = expand(event.starts_at, event.ends_at, event.timezone or "UTC", event.rrule, event.exdates or ())
-    except (RecurrenceError, ValueError, KeyError):
-        spans = [(event.starts_at, event.ends_at)]
-    wanted = dict(spans)
-    existing = {occurrence.starts_at: occurrence for occurrence in event.occurrences}
-    for start, occurrence in existing.items():
-        if start not in wanted:
-            event.occurrences.remove(occurrence)
-    for start, end in spans:
-        if start in existing:
-            existing[start].ends_at = end
-        else:
-            event.occurrences.append(EventOccurrence(starts_at=start, ends_at=end))
+    expand_occurrences(event, flush=False)
 
 
 def _deleted_after(ap_id: str, updated: datetime | None, known: Lookups | None = None) -> bool:

@@ -7,6 +7,7 @@ import pytest
 
 from tests.network.conftest import make_node  # noqa: F401 - the same in-process nodes as the network tests
 from tests.resilience import tally
+from tests.resilience.peers import FakePeer
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -31,3 +32,19 @@ def count_rows():
                     for name, table in db.metadata.tables.items() if name != "rate_limit_buckets"}
 
     return _count
+
+
+@pytest.fixture
+def peers():
+    """peers(mode) -> a FakePeer on loopback behaving as ``mode`` (one of ``peers.MODES``); all are
+    closed after the test."""
+    made: list[FakePeer] = []
+
+    def make(mode: str = "ok") -> FakePeer:
+        peer = FakePeer(mode)
+        made.append(peer)
+        return peer
+
+    yield make
+    for peer in made:
+        peer.close()

@@ -19,20 +19,6 @@ TOTAL_DEADLINE = 3
 
 
 @pytest.fixture
-def peers():
-    made: list[FakePeer] = []
-
-    def make(mode: str = "ok") -> FakePeer:
-        peer = FakePeer(mode)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
-
-
-@pytest.fixture
 def short_timeouts(monkeypatch):
     from node.fedi import transport
 

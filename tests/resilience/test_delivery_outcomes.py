@@ -11,24 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.resilience.peers import FakePeer
-
 #: Long enough that a retried delivery is not due again while the test looks at it.
 SLOW_BACKOFF = 600
-
-
-@pytest.fixture
-def peers():
-    made: list[FakePeer] = []
-
-    def make(mode: str = "ok") -> FakePeer:
-        peer = FakePeer(mode)
-        made.append(peer)
-        return peer
-
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def wait_for(node, condition, timeout: float) -> None:

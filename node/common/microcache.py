@@ -148,17 +148,19 @@ class ResponseCache:
         if entry is None:
             try:
                 entry, answer = self._compute(environ)
+                if entry is not None:
+                    self._store(key, entry)  # before the flight ends: no second leader in between
+                flight.entry = entry
             finally:
+                # Even when the app raised: the waiters then compute their own answer at once.
                 with self.lock:
                     self.misses += 1
                     self.flights.pop(key, None)
-            flight.entry = entry
-            flight.done.set()
+                flight.done.set()
             if entry is None:
                 status, headers, body = answer
                 start_response(status, headers)
                 return [body]
-            self._store(key, entry)
             start_response(entry.status, entry.headers)
             return [entry.body]
         return self._answer(entry, environ, start_response)

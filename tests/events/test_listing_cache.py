@@ -240,3 +240,35 @@ def test_signed_in_pages_and_flashed_messages_are_never_shared(cached, world):
     member.get("/events")
     assert cache.hits == hits
     assert visitor.get("/events").get_data(as_text=True) == anonymous_page
+
+
+def test_waiters_do_not_hang_when_the_computation_fails():
+    calls: list = []
+    started = threading.Event()
+
+    def failing_then_fine(environ, start_response):
+        calls.append(1)
+        if len(calls) == 1:
+            started.set()
+            time.sleep(0.2)
+            raise RuntimeError("the database went away")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"fine"]
+
+    cache = ResponseCache(failing_then_fine, paths=["/list"], ttl=10)
+    errors = []
+
+    def leader():
+        try:
+            _get(cache)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=leader)
+    first.start()
+    started.wait(5)
+    began = time.monotonic()
+    assert _get(cache)[1] == b"fine"  # waited for the leader, then computed its own answer
+    assert time.monotonic() - began < 5
+    first.join()
+    assert len(errors) == 1 and not cache.flights

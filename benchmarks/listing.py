@@ -301,6 +301,21 @@ def node_env(config: dict[str, Any]) -> dict[str, str]:
 # --- the benchmark -------------------------------------------------------------------------------
 
 
+def _serve_and_measure(target: str, env: dict[str, str], log: Path, path: str, seconds: float, *,
+                       revalidate_etag: str | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Start ``target`` under gunicorn, warm it up, run wrk on ``path``, stop it. Returns the result and,
+    with ``revalidate_etag``, that of the same request made conditional (else None)."""
+    server = Gunicorn(target, env, log)
+    try:
+        server.warm_up(path)
+        result = wrk(server.url(path), seconds=seconds)
+        revalidated = wrk(server.url(path), seconds=max(1.0, seconds / 3),
+                          headers={"If-None-Match": revalidate_etag}, warmup=0) if revalidate_etag else None
+        return result, revalidated
+    finally:
+        server.stop()
+
+
 def measure(backend: str, *, events: int, seconds: float) -> dict[str, Any]:
     with common.workdir(f"listing-{backend}") as folder, common.database(backend, folder) as url:
         config = common.node_config(folder, url, name="Les Halles Civiques", city="Paris",
@@ -325,37 +340,17 @@ def measure(backend: str, *, events: int, seconds: float) -> dict[str, Any]:
                                    "items": len(json.loads(body)["items"]), "plan": plan, **walked}
         # The ceiling is measured before and after the node and the higher kept: on a shared machine
         # the load drifts, and the ratio must not flatter the node because the raw app met a busy minute.
-        raw = Gunicorn("benchmarks.rawapp:app", {"HALLES_BENCH_RAW_RESPONSE": str(saved)}, folder / "raw.log")
-        try:
-            raw.warm_up(path)
-            ceiling_before = wrk(raw.url(path), seconds=seconds)
-        finally:
-            raw.stop()
-        node = Gunicorn("node.wsgi:app", node_env(config), folder / "node.log")
-        try:
-            node.warm_up(path)
-            app_result = wrk(node.url(path), seconds=seconds)
-            revalidated = wrk(node.url(path), seconds=max(1.0, seconds / 3), headers={"If-None-Match": etag},
-                              warmup=0) if etag else None
-        finally:
-            node.stop()
-        raw = Gunicorn("benchmarks.rawapp:app", {"HALLES_BENCH_RAW_RESPONSE": str(saved)}, folder / "raw.log")
-        try:
-            raw.warm_up(path)
-            ceiling_after = wrk(raw.url(path), seconds=seconds)
-        finally:
-            raw.stop()
+        raw_app = ("benchmarks.rawapp:app", {"HALLES_BENCH_RAW_RESPONSE": str(saved)}, folder / "raw.log")
+        ceiling_before, _ = _serve_and_measure(*raw_app, path, seconds)
+        node_app = ("node.wsgi:app", node_env(config), folder / "node.log")
+        app_result, revalidated = _serve_and_measure(*node_app, path, seconds, revalidate_etag=etag)
+        ceiling_after, _ = _serve_and_measure(*raw_app, path, seconds)
         ceiling = max(ceiling_before, ceiling_after, key=lambda run: run["requests_per_second"])
         ceiling["runs"] = [ceiling_before["requests_per_second"], ceiling_after["requests_per_second"]]
         # What a miss costs: the same node with its response cache off (every request rebuilds the
         # page), as signed-in members and a changing agenda see it.
-        uncached_node = Gunicorn("node.wsgi:app", node_env(config) | {"HALLES_LISTING_CACHE_SECONDS": "0"},
-                                 folder / "uncached.log")
-        try:
-            uncached_node.warm_up(path)
-            uncached = wrk(uncached_node.url(path), seconds=seconds)
-        finally:
-            uncached_node.stop()
+        uncached, _ = _serve_and_measure("node.wsgi:app", node_env(config) | {"HALLES_LISTING_CACHE_SECONDS": "0"},
+                                         folder / "uncached.log", path, seconds)
         outcome.update({
             "app": app_result,
             "ceiling": ceiling,

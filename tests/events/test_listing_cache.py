@@ -228,9 +228,9 @@ def test_an_expired_answer_is_served_while_one_thread_rebuilds_it():
     assert _get(cache)[1] == b"answer 2" and len(calls) == 2
 
 
-def test_signed_in_pages_and_flashed_messages_are_never_shared(cached, world):
-    """A browser with a session sends its cookie: its pages (the header shows who is signed in) are
-    built for it alone, and the anonymous copy never shows its name."""
+def test_a_page_asked_for_with_a_cookie_is_never_served_from_the_cache(cached, world):
+    """A browser with a session (signed in, or holding a flashed message) sends its cookie: its pages
+    are built for it alone, and the anonymous copy is left as it was."""
     app, cache = cached
     visitor = app.test_client()
     anonymous_page = visitor.get("/events").get_data(as_text=True)

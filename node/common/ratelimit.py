@@ -42,7 +42,7 @@ from flask import current_app, request
 from sqlalchemy import Float, String, bindparam, delete, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from node.common.errors import HallesError
+from node.common.errors import HallesError, PayloadTooLarge
 from node.extensions import db
 
 #: limit name -> (config key, environment variable, default).
@@ -315,11 +315,21 @@ def lease_size(rate: Rate) -> int:
     return max(1, min(LEASE_MAX_TOKENS, rate.count // LEASE_FRACTION))
 
 
-def enforce(name: str, client: str) -> Decision | None:
-    """Spend a token or raise TooManyRequests (429 with Retry-After). None when the limit is off."""
+def enforce(name: str, client: str, *, cost: int = 1) -> Decision | None:
+    """Spend ``cost`` tokens (all or none) or raise TooManyRequests (429 with Retry-After). None when
+    the limit is off."""
     rate = configured_rate(name)
-    if rate is None:
+    if rate is None or cost <= 0:
         return None
+    if cost > 1:
+        if cost > rate.count:
+            # Never allowed, however long the client waits: say so rather than name a wait.
+            raise PayloadTooLarge(f"more {WHAT.get(name, 'requests')} at once than this node accepts from {client} "
+                                  f"in a period: {rate} (limit {name}); send at most {rate.count} at a time")
+        decision = take(name, client, rate, tokens=cost)
+        if not decision.allowed:
+            raise _refusal(name, client, rate, decision, WHAT.get(name, "requests"))
+        return decision
     size = lease_size(rate)
     if size == 1:
         decision = take(name, client, rate)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +28,14 @@ from federation.fetch import check_url_allowed
 from federation.httpsig import verify_request
 from federation.proofs import verify_document
 from federation.urls import same_origin
-from node.common.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from node.common.errors import (
+    BadRequest,
+    Forbidden,
+    HallesError,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi import compat
@@ -39,6 +48,9 @@ from node.fedi.outbox import now_aware
 ACCEPTED_TYPES = ("application/activity+json", "application/ld+json", "application/json")
 #: Inbox bodies are small; a festival announcement is a few KB.
 MAX_INBOX_BYTES = 256 * 1024
+#: A batch (``is_batch``): at most this many activities, each within MAX_INBOX_BYTES, in this many bytes.
+MAX_BATCH_ITEMS = 100
+MAX_BATCH_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 16
 #: Ids are stored in 500-character columns; a longer one is refused rather than failing in the database.
 MAX_ID_LENGTH = 500
@@ -54,6 +66,9 @@ class Received:
     #: The id of the stored inbox item (None for a duplicate or an activity that is not stored).
     item_id: int | None
     duplicate: bool
+    #: A batch: the verdict on each of its activities, in order (``{"id", "status", "detail"?}``, the
+    #: status that activity would have had alone: 202 stored, 200 duplicate, 4xx refused).
+    results: list[dict[str, Any]] | None = None
 
 
 def _depth(value: Any, level: int = 0) -> int:
@@ -71,11 +86,14 @@ def _not_json(name: str) -> Any:
 
 
 def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
+    """The activity (or batch of activities) a POST carries, checked for shape; BadRequest, 413 or
+    415 with the reason otherwise."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype not in ACCEPTED_TYPES:
         raise UnsupportedMediaType(f"send activities as application/activity+json, not {mimetype or 'nothing'}")
-    if len(body) > MAX_INBOX_BYTES:
-        raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
+    if len(body) > MAX_BATCH_BYTES:
+        raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes (batches larger than "
+                              f"{MAX_BATCH_BYTES}) are refused")
     try:
         # NaN and Infinity are not JSON (RFC 8259): Python would accept them, PostgreSQL's json would not.
         activity = json.loads(body, parse_constant=_not_json)
@@ -83,8 +101,19 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(activity, dict):
         raise BadRequest("the body must be a JSON object")
-    if _depth(activity) > MAX_DEPTH:
+    batch = is_batch(activity)
+    if not batch and len(body) > MAX_INBOX_BYTES:
+        raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
+    if _depth(activity) > MAX_DEPTH + batch:
         raise BadRequest(f"the activity is nested deeper than {MAX_DEPTH} levels")
+    check_activity(activity)
+    if batch and len(activity["object"]) > MAX_BATCH_ITEMS:
+        raise PayloadTooLarge(f"a batch carries at most {MAX_BATCH_ITEMS} activities")
+    return activity
+
+
+def check_activity(activity: dict[str, Any]) -> None:
+    """The members every activity must have, in a form this node can store; BadRequest otherwise."""
     for field in ("id", "type", "actor"):
         if field not in activity:
             raise BadRequest(f"the activity has no {field}")
@@ -96,7 +125,14 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
         raise BadRequest("the activity type must be a string")
     if actor_id(activity) is None:
         raise BadRequest("the activity actor must be a URL")
-    return activity
+
+
+def is_batch(activity: dict[str, Any]) -> bool:
+    """An ``Announce`` whose ``object`` is a list of activities (FEP-4248): several activities of the
+    sending server in one request."""
+    items = activity.get("object")
+    return (activity.get("type") == "Announce" and isinstance(items, list) and bool(items)
+            and all(isinstance(item, dict) and "actor" in item for item in items))
 
 
 class BlockedDomains:
@@ -224,8 +260,13 @@ def _check_object(activity: dict[str, Any], actor: str) -> None:
                 raise BadRequest(f"the announced object URL is refused: {exc}") from None
 
 
-def receive(method: str, url: str, headers: Any, body: bytes) -> Received:
+def receive(method: str, url: str, headers: Any, body: bytes,
+            charge_batch: Callable[[int], Any] | None = None) -> Received:
+    """Verify and store what a POST carries: one activity, or a batch (``is_batch``), for which
+    ``charge_batch(count)`` is called before anything is verified (the rate limit counts activities)."""
     activity = parse_body(headers.get("Content-Type"), body)
+    if charge_batch is not None and is_batch(activity):
+        charge_batch(len(activity["object"]))
     actor = actor_id(activity)
     assert actor is not None
     checked = {domain_of(actor), _key_domain(headers)}
@@ -240,8 +281,41 @@ def receive(method: str, url: str, headers: Any, body: bytes) -> Received:
         raise Unauthorized(f"HTTP signature: {result.reason}" + (f" ({problem})" if problem else ""))
     if result.owner and domain_of(result.owner) not in checked and is_blocked(domain_of(result.owner)):
         raise Forbidden(f"{domain_of(result.owner)} is blocked by this node")
+    if is_batch(activity):
+        return receive_batch(activity, result.owner or "")
     authenticate(activity, result.owner or "")
     return store(activity, result.owner or "")
+
+
+def receive_batch(batch: dict[str, Any], signer: str) -> Received:
+    """The activities of a batch whose HTTP signature was verified: each is checked as it would be
+    alone (shape, blocks, actor against signer, proofs), the valid ones stored in one statement and
+    one commit, and each gets its own verdict: one bad activity does not cost the others."""
+    if actor_id(batch) != signer:
+        raise Unauthorized(f"batch actor {actor_id(batch)} and signing key owner {signer} disagree")
+    blocked = blocked_domains().current()
+    results: list[dict[str, Any]] = []
+    valid: list[tuple[int, dict[str, Any]]] = []
+    for item in batch["object"]:
+        try:
+            check_activity(item)
+            if is_batch(item):
+                raise BadRequest("a batch cannot carry another batch")
+            domain = domain_of(actor_id(item) or "")
+            if domain in blocked:
+                raise Forbidden(f"{domain} is blocked by this node")
+            authenticate(item, signer)
+        except HallesError as exc:
+            item_id = item.get("id")
+            results.append({"id": item_id if isinstance(item_id, str) else None, "status": exc.status,
+                            "detail": exc.detail})
+            continue
+        results.append({"id": item["id"], "status": 202})
+        valid.append((len(results) - 1, item))
+    for (index, _item), received in zip(valid, store_many([item for _index, item in valid], signer), strict=True):
+        if received.duplicate:
+            results[index] = {"id": results[index]["id"], "status": 200, "detail": "duplicate"}
+    return Received(None, False, results)
 
 
 _INBOX = InboxItem.__table__
@@ -253,6 +327,7 @@ _STORE_SQL = (
     "ON CONFLICT (activity_id) DO NOTHING RETURNING id"
 )
 _STORE_FIELDS = ("activity_id", "activity_type", "signer", "activity", "received_at")
+_INSERT_COLUMNS = ("activity_id", "activity_type", "signer", "activity", "state", "received_at")
 #: The placeholder style each driver's own cursor takes (SQLAlchemy translates its own to qmark for
 #: sqlite3, but sqlite3 also reads named placeholders from a dict).
 _PLACEHOLDERS = {"pysqlite": ":{}", "psycopg": "%({})s", "psycopg2": "%({})s"}
@@ -296,23 +371,80 @@ def store(activity: dict[str, Any], signer: str) -> Received:
     cost more than this insert and its commit (0.15 ms against 0.06 measured on SQLite). On
     PostgreSQL the connection is in autocommit mode meanwhile: the insert is its own transaction, one
     round trip instead of three (BEGIN, INSERT, COMMIT), and as durable."""
+    row = _row(activity, signer)
+    insert_sql, stored_sql = _statements()
+    with _driver_connection(insert_sql, row) as driver:
+        return _store(driver, activity, row, insert_sql, stored_sql)
+
+
+def store_many(activities: list[dict[str, Any]], signer: str) -> list[Received]:
+    """Store verified activities (a batch) with one multi-row ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` and one commit; one verdict per activity, in order. The ids it did not insert (already
+    known) go through ``store``'s duplicate rule one by one; an id repeated in the batch is a duplicate."""
+    if not activities:
+        return []
+    rows = [_row(activity, signer) for activity in activities]
+    first_index: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        first_index.setdefault(row["activity_id"], index)
+    unique = [rows[index] for index in sorted(first_index.values())]
+    insert_sql, stored_sql = _statements()
+    many_sql, params = _insert_many(unique)
+    with _driver_connection(many_sql, params) as driver:
+        cursor = driver.cursor()
+        try:
+            cursor.execute(many_sql, params)
+            inserted = dict(cursor.fetchall())
+        finally:
+            cursor.close()
+        driver.commit()
+        verdicts = []
+        for index, (activity, row) in enumerate(zip(activities, rows, strict=True)):
+            if first_index[row["activity_id"]] != index:
+                verdicts.append(Received(None, True))
+            elif row["activity_id"] in inserted:
+                verdicts.append(Received(inserted[row["activity_id"]], False))
+            else:
+                verdicts.append(_store(driver, activity, row, insert_sql, stored_sql))
+        return verdicts
+
+
+def _row(activity: dict[str, Any], signer: str) -> dict[str, Any]:
+    return {"activity_id": activity["id"], "activity_type": activity["type"][:40], "signer": signer,
+            "activity": json.dumps(activity), "received_at": utcnow().strftime(_TIME_FORMAT)}
+
+
+def _insert_many(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The multi-row insert of ``rows`` (numbered parameters) in the driver's placeholder style."""
+    style = _PLACEHOLDERS[db.engine.dialect.driver]
+    values, params = [], {}
+    for index, row in enumerate(rows):
+        names = {name: f"{name}_{index}" for name in _STORE_FIELDS}
+        values.append("({})".format(", ".join(
+            "'pending'" if name == "state" else style.format(names[name]) for name in _INSERT_COLUMNS)))
+        params.update({names[name]: row[name] for name in _STORE_FIELDS})
+    sql = (f"INSERT INTO inbox_items ({', '.join(_INSERT_COLUMNS)}) VALUES {', '.join(values)} "
+           "ON CONFLICT (activity_id) DO NOTHING RETURNING activity_id, id")
+    return sql, params
+
+
+@contextmanager
+def _driver_connection(sql: str, params: dict[str, Any]) -> Iterator[Any]:
+    """A pooled driver connection (autocommit on PostgreSQL), database errors raised as SQLAlchemy
+    would raise them: the problem handlers map a full disk to 507, bad data to 4xx."""
     if db.session.registry.has() and db.session().in_transaction():
         # What verifying stored (an actor document fetched for its key) is committed first: on SQLite
-        # that transaction holds the write lock the insert below needs.
+        # that transaction holds the write lock the insert needs.
         db.session.commit()
-    row = {"activity_id": activity["id"], "activity_type": activity["type"][:40], "signer": signer,
-           "activity": json.dumps(activity), "received_at": utcnow().strftime(_TIME_FORMAT)}
-    insert_sql, stored_sql = _statements()
     dialect = db.engine.dialect
     driver = db.engine.raw_connection()
     autocommit = dialect.name == "postgresql"
     if autocommit:
         driver.driver_connection.autocommit = True
     try:
-        return _store(driver, activity, row, insert_sql, stored_sql)
+        yield driver
     except dialect.loaded_dbapi.Error as exc:
-        # As SQLAlchemy would raise it: the problem handlers map a full disk to 507, bad data to 4xx.
-        raise DBAPIError.instance(insert_sql, row, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
     finally:
         if autocommit:
             driver.driver_connection.autocommit = False  # the pool's other users expect transactions

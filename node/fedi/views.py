@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, json, render_template, request
+from flask import Blueprint, Response, abort, current_app, json, jsonify, render_template, request
 from sqlalchemy import func, select
 
 from federation.httpsig import verify_request
@@ -114,9 +114,14 @@ def actor():
 def inbox():
     # Per remote server (the domain of the signing key, else the client's address), before any work:
     # verifying means fetching keys and checking signatures, which a flood must not get for free.
-    ratelimit.enforce("inbox", inbox_module._key_domain(request.headers) or ratelimit.client_address())
-    received = inbox_module.receive(request.method, inbox_module.request_url(request), request.headers,
-                                    request.get_data(cache=False))
+    sender = inbox_module._key_domain(request.headers) or ratelimit.client_address()
+    ratelimit.enforce("inbox", sender)
+    received = inbox_module.receive(
+        request.method, inbox_module.request_url(request), request.headers, request.get_data(cache=False),
+        # A batch spends one token per activity, before verifying as the first: the budget counts activities.
+        charge_batch=lambda count: ratelimit.enforce("inbox", sender, cost=count - 1))
+    if received.results is not None:
+        return jsonify({"results": received.results}), 202
     return Response(status=202, headers={"X-Halles-Duplicate": "1"} if received.duplicate else {})
 
 

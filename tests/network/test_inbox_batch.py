@@ -1,0 +1,178 @@
+"""Batches (FEP-4248 shape: an ``Announce`` whose ``object`` is a list of activities) posted to the
+inbox: one HTTP signature for the request, each activity checked as it would be alone and answered on
+its own line of the 202 body; what is refused is not stored, what is valid is stored even next to a
+refused neighbour; the rate limit counts activities, not requests."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from tests.network.test_inbox_security import create, event_object, inbox_count, now, signed, signer_of
+
+
+def batch_of(node, activities, *, actor=None):
+    return {
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": f"{node.url}/batches/{uuid.uuid4()}",
+        "type": "Announce",
+        "actor": actor or node.actor,
+        "object": activities,
+    }
+
+
+def post_batch(target, sender, batch, *, body=None):
+    from federation.httpsig import sign_request
+
+    identity = signer_of(sender)
+    body = json.dumps(batch).encode() if body is None else body
+    url = f"{target.url}/inbox"
+    headers = {"Content-Type": "application/activity+json"}
+    headers.update(sign_request("POST", url, headers, body, identity.rsa_key, identity.rsa_key_id,
+                                flavour="rfc9421", now=now()))
+    return requests.post(url, data=body, headers=headers, timeout=30)
+
+
+def signed_create(node):
+    return signed(node, create(node, signed(node, event_object(node))))
+
+
+def applied_events(node) -> int:
+    from node.events.models import Event
+    from node.extensions import db
+
+    while node.work_once():
+        pass
+    return node.query(lambda: db.session.scalar(select(func.count(Event.id)).where(Event.origin_actor_id.isnot(None))))
+
+
+def follow_accepted(follower, followed) -> None:
+    """``follower`` follows ``followed`` (accepted), so it imports its events."""
+    from node.extensions import db
+    from node.fedi.keystore import get_actor
+    from node.fedi.models import Follow
+
+    def setup():
+        actor = get_actor(followed.actor)
+        db.session.add(Follow(actor_id=actor.id, direction="outgoing", state="accepted",
+                              activity_id=f"{follower.url}/follows/{uuid.uuid4()}"))
+        db.session.commit()
+
+    follower.query(setup)
+
+
+@pytest.fixture
+def pair(make_node):
+    paris = make_node("Les Halles Civiques", "Paris")
+    lyon = make_node("La Fabrique Commune", "Lyon")
+    follow_accepted(paris, lyon)
+    return paris, lyon
+
+
+def test_a_batch_is_stored_in_one_request_and_each_activity_answered(pair):
+    paris, lyon = pair
+    activities = [signed_create(lyon) for _ in range(5)]
+    response = post_batch(paris, lyon, batch_of(lyon, activities))
+    assert response.status_code == 202, response.text
+    assert response.json()["results"] == [{"id": activity["id"], "status": 202} for activity in activities]
+    assert inbox_count(paris) == 5
+    assert applied_events(paris) == 5
+
+    again = post_batch(paris, lyon, batch_of(lyon, activities[:2] + [signed_create(lyon)]))
+    assert again.status_code == 202, again.text
+    assert [line["status"] for line in again.json()["results"]] == [200, 200, 202]
+    assert again.json()["results"][0]["detail"] == "duplicate"
+    assert inbox_count(paris) == 6
+
+
+def test_each_refused_activity_says_why_and_its_neighbours_are_kept(pair, make_node):
+    paris, lyon = pair
+    marseille = make_node("Le Comptoir des Quartiers", "Marseille")
+    valid = signed_create(lyon)
+    tampered = signed_create(lyon)
+    tampered["object"]["name"] = "Changé en route"
+    someone_else = signed_create(marseille)  # another server's activity, without a relay's right to send it
+    someone_else.pop("proof")
+    no_id = signed_create(lyon)
+    no_id.pop("id")
+    nested = batch_of(lyon, [signed_create(lyon)])
+    foreign_object = signed(lyon, create(lyon, signed(marseille, event_object(marseille))))
+    repeated = valid
+
+    response = post_batch(paris, lyon, batch_of(lyon, [valid, tampered, someone_else, no_id, nested,
+                                                       foreign_object, repeated]))
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [line["status"] for line in results] == [202, 401, 401, 400, 400, 401, 200]
+    assert "proof" in results[1]["detail"]
+    assert "disagree" in results[2]["detail"]
+    assert "no id" in results[3]["detail"]
+    assert "another batch" in results[4]["detail"]
+    assert "another origin" in results[5]["detail"]
+    assert results[6] == {"id": valid["id"], "status": 200, "detail": "duplicate"}
+    assert inbox_count(paris) == 1
+    assert applied_events(paris) == 1
+
+
+def test_a_relayed_activity_with_its_origins_proof_is_accepted_in_a_batch(pair, make_node):
+    """A peer forwarding (re-sharing) another server's signed Update may batch it with its own."""
+    paris, lyon = pair
+    marseille = make_node("Le Comptoir des Quartiers", "Marseille")
+    relayed = signed_create(marseille)
+    response = post_batch(paris, lyon, batch_of(lyon, [relayed, signed_create(lyon)]))
+    assert [line["status"] for line in response.json()["results"]] == [202, 202]
+
+
+@pytest.mark.parametrize("case, status, reason", [
+    ("batch actor is not the signer", 401, "disagree"),
+    ("too many activities", 413, "at most 100"),
+    ("too large", 413, "larger"),
+    ("tampered after signing", 401, "digest"),
+])
+def test_a_refused_batch_stores_nothing(pair, make_node, case, status, reason):
+    paris, lyon = pair
+    body = None
+    if case == "batch actor is not the signer":
+        marseille = make_node("Le Comptoir des Quartiers", "Marseille")
+        batch = batch_of(marseille, [signed_create(marseille)])
+    elif case == "too many activities":
+        batch = batch_of(lyon, [signed_create(lyon) for _ in range(101)])
+    elif case == "too large":
+        batch = batch_of(lyon, [signed(lyon, create(lyon, signed(lyon, event_object(lyon, content="x" * 200_000))))
+                                for _ in range(11)])
+    else:
+        batch = batch_of(lyon, [signed_create(lyon)])
+    if case == "tampered after signing":
+        from federation.httpsig import sign_request
+
+        identity = signer_of(lyon)
+        original = json.dumps(batch).encode()
+        url = f"{paris.url}/inbox"
+        headers = {"Content-Type": "application/activity+json"}
+        headers.update(sign_request("POST", url, headers, original, identity.rsa_key, identity.rsa_key_id,
+                                flavour="rfc9421", now=now()))
+        batch["object"].append(signed_create(lyon))
+        response = requests.post(url, data=json.dumps(batch).encode(), headers=headers, timeout=30)
+    else:
+        response = post_batch(paris, lyon, batch, body=body)
+    assert response.status_code == status, response.text
+    assert reason in response.json()["detail"]
+    assert inbox_count(paris) == 0
+
+
+def test_the_inbox_budget_counts_the_activities_of_a_batch(make_node):
+    paris = make_node("Les Halles Civiques", "Paris", HALLES_RATE_LIMIT_INBOX="6/1h")
+    lyon = make_node("La Fabrique Commune", "Lyon")
+    first = post_batch(paris, lyon, batch_of(lyon, [signed_create(lyon) for _ in range(4)]))
+    assert first.status_code == 202, first.text
+    over = post_batch(paris, lyon, batch_of(lyon, [signed_create(lyon) for _ in range(4)]))
+    assert over.status_code == 429, over.text
+    assert over.headers["Retry-After"]
+    too_big = post_batch(paris, lyon, batch_of(lyon, [signed_create(lyon) for _ in range(8)]))
+    assert too_big.status_code == 413
+    assert "at most 6 at a time" in too_big.json()["detail"]
+    assert inbox_count(paris) == 4

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -220,28 +221,32 @@ def _verify_one(
         # The document's digest is the costly half (JCS of the whole object) and the same for both
         # candidates: computed once.
         document_digest = hashlib.sha256(canonicalize(document)).digest()
-        candidates = [hashlib.sha256(canonicalize(config)).digest() + document_digest]
+        current = hashlib.sha256(canonicalize(config)).digest() + document_digest
+    except CanonicalizationError as exc:
+        return fail(f"document cannot be canonicalized: {exc}", created=created)
+
+    def candidates() -> Iterator[bytes]:
+        yield current
         if "@context" in config and "@context" not in options:
             # FEP-8b32's own examples (and servers that followed its first drafts) hash the proof
             # configuration without @context. With JCS the document hash already covers the
             # document's @context, so accepting that form does not widen what can be forged.
+            # Hashed only when the current form did not verify.
             legacy = {key: value for key, value in config.items() if key != "@context"}
-            candidates.append(hashlib.sha256(canonicalize(legacy)).digest() + document_digest)
-    except CanonicalizationError as exc:
-        return fail(f"document cannot be canonicalized: {exc}", created=created)
+            yield hashlib.sha256(canonicalize(legacy)).digest() + document_digest
 
     reason = "unknown key"
     for refresh in (False, True):
         key = resolve_key(resolver, method, refresh=refresh)
         if key is None:
             break
-        reason = _check_key(key, signature, candidates, created)
+        reason = _check_key(key, signature, candidates(), created)
         if reason is None:
             return ProofCheck(method, True, None, owner=key.owner, created=created)
     return fail(reason, created=created)
 
 
-def _check_key(key: KeyRecord, signature: bytes, candidates: list[bytes], created: datetime) -> str | None:
+def _check_key(key: KeyRecord, signature: bytes, candidates: Iterable[bytes], created: datetime) -> str | None:
     if not isinstance(key.public_key, ed25519.Ed25519PublicKey):
         return "algorithm not allowed"
     # A proof made while the key was current stays valid after a planned rotation; what matters

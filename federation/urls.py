@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+#: Pure and asked about the same few actor and key URLs for every activity of a burst.
+@lru_cache(maxsize=4096)
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of an http(s) URL with the default port filled in, else ``None``."""
     try:

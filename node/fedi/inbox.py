@@ -71,14 +71,18 @@ class Received:
     results: list[dict[str, Any]] | None = None
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    if level > MAX_DEPTH:
-        return level
-    if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
-    return level
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when more than ``limit`` non-empty objects or arrays nest in each other. Level by level,
+    looking only at containers: a walk over every value cost more than parsing the body."""
+    level, depth = [value], 0
+    while level:
+        if any(level_item for level_item in level):
+            depth += 1
+            if depth > limit:
+                return True
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, dict | list)]
+    return False
 
 
 def _not_json(name: str) -> Any:
@@ -104,7 +108,7 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     batch = is_batch(activity)
     if not batch and len(body) > MAX_INBOX_BYTES:
         raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
-    if _depth(activity) > MAX_DEPTH + batch:
+    if _deeper_than(activity, MAX_DEPTH + batch):
         raise BadRequest(f"the activity is nested deeper than {MAX_DEPTH} levels")
     check_activity(activity)
     if batch and len(activity["object"]) > MAX_BATCH_ITEMS:

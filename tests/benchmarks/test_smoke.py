@@ -34,7 +34,9 @@ def test_ingest(tmp_path):
 
     ingest.run(count=12, backends=[backend()], results_dir=tmp_path)
     result = well_formed(tmp_path, "ingest")
-    assert result["activities"] == 12 and result["mean_body_bytes"] > 1000
+    assert result["activities"] == 12 and result["mean_activity_bytes"] > 1000
+    assert {"single/{}/batched", "single/{}/one-per-post", "dual/{}/batched"} <= {
+        label.replace(backend(), "{}") for label in result["runs"]}
     for label, run in result["runs"].items():
         # every activity went through the inbox (202) and was applied by the worker
         assert run["states"] == {"applied": 12, "events": run["states"]["events"]}, label

@@ -42,7 +42,7 @@ from node.fedi import compat
 from node.fedi.handlers import actor_id, object_id
 from node.fedi.http import allow_private, resolver
 from node.fedi.keystore import domain_of, key_problem, resolve_key
-from node.fedi.models import InboxItem, RemoteServer
+from node.fedi.models import InboxItem, RemoteServer, shard_of
 from node.fedi.outbox import now_aware
 
 ACCEPTED_TYPES = ("application/activity+json", "application/ld+json", "application/json")
@@ -326,12 +326,12 @@ _INBOX = InboxItem.__table__
 #: One statement (the same SQL on SQLite and PostgreSQL but for the placeholders): a new activity is
 #: stored and its id returned; a known activity id returns nothing.
 _STORE_SQL = (
-    "INSERT INTO inbox_items (activity_id, activity_type, signer, activity, state, received_at) "
-    "VALUES ({activity_id}, {activity_type}, {signer}, {activity}, 'pending', {received_at}) "
+    "INSERT INTO inbox_items (activity_id, activity_type, signer, activity, state, received_at, shard) "
+    "VALUES ({activity_id}, {activity_type}, {signer}, {activity}, 'pending', {received_at}, {shard}) "
     "ON CONFLICT (activity_id) DO NOTHING RETURNING id"
 )
-_STORE_FIELDS = ("activity_id", "activity_type", "signer", "activity", "received_at")
-_INSERT_COLUMNS = ("activity_id", "activity_type", "signer", "activity", "state", "received_at")
+_STORE_FIELDS = ("activity_id", "activity_type", "signer", "activity", "received_at", "shard")
+_INSERT_COLUMNS = ("activity_id", "activity_type", "signer", "activity", "state", "received_at", "shard")
 #: The placeholder style each driver's own cursor takes (SQLAlchemy translates its own to qmark for
 #: sqlite3, but sqlite3 also reads named placeholders from a dict).
 _PLACEHOLDERS = {"pysqlite": ":{}", "psycopg": "%({})s", "psycopg2": "%({})s"}
@@ -415,7 +415,8 @@ def store_many(activities: list[dict[str, Any]], signer: str) -> list[Received]:
 
 def _row(activity: dict[str, Any], signer: str) -> dict[str, Any]:
     return {"activity_id": activity["id"], "activity_type": activity["type"][:40], "signer": signer,
-            "activity": json.dumps(activity), "received_at": utcnow().strftime(_TIME_FORMAT)}
+            "activity": json.dumps(activity), "received_at": utcnow().strftime(_TIME_FORMAT),
+            "shard": shard_of(activity)}
 
 
 def _insert_many(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:

@@ -143,3 +143,46 @@ def test_downgrade_to_base_and_upgrade_again(kind, empty_database, tmp_path):
         assert response.status_code == 201
     finally:
         dispose(app)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_upgrade_gives_pending_inbox_items_their_shard(kind, empty_database, tmp_path):
+    """Migration 0003: a pending item is claimed by the worker process of its object's shard after the
+    upgrade as before it; the migration's frozen copy of ``shard_of`` agrees with the model's."""
+    import importlib
+    import json
+
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    from node.extensions import db
+    from node.fedi.models import shard_of
+
+    migration = importlib.import_module("node.migrations.versions.0003_inbox_shard")
+    about_an_event = {"id": "https://lyon.example.org/activities/1", "type": "Update",
+                      "actor": "https://lyon.example.org/actor",
+                      "object": {"id": "https://lyon.example.org/events/7", "type": "Event"}}
+    by_reference = {"id": "https://lyon.example.org/activities/2", "type": "Delete",
+                    "actor": "https://lyon.example.org/actor", "object": "https://lyon.example.org/events/7"}
+    no_object = {"id": "https://lyon.example.org/activities/3", "type": "Follow", "actor": "x", "object": None}
+    for activity in (about_an_event, by_reference, no_object):
+        assert migration.shard_of(activity) == shard_of(activity)
+    assert shard_of(about_an_event) == shard_of(by_reference)
+
+    url = empty_database(kind)
+    app = app_for(url, tmp_path)
+    try:
+        with app.app_context():
+            upgrade(directory=MIGRATIONS_DIR, revision="0002")
+            for state, activity in (("pending", about_an_event), ("applied", by_reference)):
+                db.session.execute(text(
+                    "INSERT INTO inbox_items (activity_id, activity_type, signer, activity, state, received_at) "
+                    "VALUES (:id, :type, :signer, :activity, :state, '2026-11-01 10:00:00')"),
+                    {"id": activity["id"], "type": activity["type"], "signer": activity["actor"],
+                     "activity": json.dumps(activity), "state": state})
+            db.session.commit()
+            upgrade(directory=MIGRATIONS_DIR)
+            shards = dict(db.session.execute(text("SELECT state, shard FROM inbox_items")).all())
+        assert shards == {"pending": shard_of(about_an_event), "applied": 0}
+    finally:
+        dispose(app)

@@ -353,14 +353,18 @@ def _types(value: Any) -> set[str]:
     return {t for t in _as_list(value) if isinstance(t, str)}
 
 
+#: Any character ``str.isspace`` calls white space (re's Unicode ``\s`` is the same test).
+_WHITESPACE = re.compile(r"\s")
+
+
 def is_http_url(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) > URL_MAX:
+    if not isinstance(value, str) or len(value) > URL_MAX or _WHITESPACE.search(value):
         return False
     try:
         parts = urlsplit(value)
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _text(value: Any, limit: int) -> str:
@@ -464,6 +468,9 @@ def _category(obj: dict[str, Any]) -> str:
     return "other"
 
 
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
+
+
 def _language(obj: dict[str, Any]) -> str:
     raw = obj.get("inLanguage")
     if isinstance(raw, dict):
@@ -471,7 +478,7 @@ def _language(obj: dict[str, Any]) -> str:
     if not isinstance(raw, str) or not raw:
         content_map = obj.get("contentMap") or obj.get("nameMap")
         raw = next(iter(content_map), None) if isinstance(content_map, dict) and content_map else None
-    if isinstance(raw, str) and re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*", raw):
+    if isinstance(raw, str) and _LANGUAGE_TAG.fullmatch(raw):
         return raw[:10].lower()
     return "fr"
 
@@ -487,13 +494,20 @@ def _tags(obj: dict[str, Any]) -> list[str]:
     return found[:MAX_TAGS]
 
 
+_LINE_BREAK = re.compile(r"<br\s*/?>", re.I)
+_BLOCK_END = re.compile(r"</(p|div|li|h[1-6])\s*>", re.I)
+_TAG = re.compile(r"<[^>]*>")
+_TRAILING_BLANKS = re.compile(r"[ \t]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
 def _strip_html(html: str) -> str:
-    text = re.sub(r"<br\s*/?>", "\n", html or "", flags=re.I)
-    text = re.sub(r"</(p|div|li|h[1-6])\s*>", "\n\n", text, flags=re.I)
-    text = re.sub(r"<[^>]*>", "", text)
+    text = _LINE_BREAK.sub("\n", html or "")
+    text = _BLOCK_END.sub("\n\n", text)
+    text = _TAG.sub("", text)
     text = unescape(text)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    text = _TRAILING_BLANKS.sub("\n", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
 
 
 def _description(obj: dict[str, Any]) -> str:
@@ -543,14 +557,18 @@ def _truthy(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in ("true", "yes", "oui", "1", "fully")
 
 
+_ACCESSIBILITY_BY_LABEL = {label.lower(): key for key, label in ACCESSIBILITY_LABELS.items()}
+_ACCESSIBILITY_BY_MOBILIZON = {property_id: (key, yes) for key, (property_id, yes) in MOBILIZON_ACCESSIBILITY.items()}
+
+
 def _accessibility(obj: dict[str, Any]) -> dict[str, bool]:
-    known = set(ACCESSIBILITY_LABELS)
+    known = ACCESSIBILITY_LABELS
     features: dict[str, bool] = {}
     for key in _as_list(obj.get("accessibility")):
         if isinstance(key, str) and key in known:
             features[key] = True
-    by_label = {label.lower(): key for key, label in ACCESSIBILITY_LABELS.items()}
-    by_mobilizon = {property_id: (key, yes) for key, (property_id, yes) in MOBILIZON_ACCESSIBILITY.items()}
+    by_label = _ACCESSIBILITY_BY_LABEL
+    by_mobilizon = _ACCESSIBILITY_BY_MOBILIZON
     for item in _as_list(obj.get("attachment")):
         if not isinstance(item, dict) or "PropertyValue" not in _types(item.get("type")):
             continue

@@ -282,17 +282,25 @@ def occurrence_rows(event: Event) -> list[OccurrenceRow]:
 # --- occurrences ----------------------------------------------------------------------------------
 
 
+def occurrence_spans(starts_at: datetime, ends_at: datetime, timezone: str | None, rrule: str | None,
+                     exdates: Iterable[str] | None) -> list[tuple[datetime, datetime]]:
+    """The (start, end) pairs, naive UTC, that an event's occurrence rows hold: its rule expanded in its
+    zone without the exception dates, or only its own dates when the rule or the zone cannot be read
+    (a remote event's). ``expand_occurrences`` matches the rows to them; the worker's run writer
+    (node/fedi/remote.py) does the same on rows it writes in a few statements."""
+    try:
+        return expand(starts_at, ends_at, timezone or "UTC", rrule, exdates or ())
+    except (RecurrenceError, ValueError, KeyError):
+        return [(starts_at, ends_at)]
+
+
 def expand_occurrences(event: Event, *, flush: bool = True) -> list[EventOccurrence]:
     """Make the EventOccurrence rows match the event's dates, rule and exception dates.
 
     Rows that still exist keep their id (a listing cursor pointing at them stays valid); gone ones are
     deleted, new ones added. A remote event whose rule or zone cannot be read gets one occurrence.
-    ``flush=False`` leaves the rows to the caller's next flush (the worker writes a batch of received
-    events in one)."""
-    try:
-        spans = expand(event.starts_at, event.ends_at, event.timezone or "UTC", event.rrule, event.exdates or ())
-    except (RecurrenceError, ValueError, KeyError):
-        spans = [(event.starts_at, event.ends_at)]
+    ``flush=False`` leaves the rows to the caller's next flush."""
+    spans = occurrence_spans(event.starts_at, event.ends_at, event.timezone, event.rrule, event.exdates)
     wanted = dict(spans)
     existing = {occurrence.starts_at: occurrence for occurrence in event.occurrences}
     for start, occurrence in existing.items():

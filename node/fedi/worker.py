@@ -2,13 +2,15 @@
 
 Applying the inbox. A claimed batch is walked in order. Consecutive activities that need no fetch (a
 Create or Update of an embedded object by a known actor: nearly all of a festival burst) form a run,
-applied in one transaction with what they are about read up front in a few queries
-(``remote.Lookups``), written in one flush, and marked in one statement. Any other activity (a Follow,
-a Delete, an Announce to fetch, an unknown actor) is applied on its own, as is every activity of a run
-that failed: an error or a refusal then rolls back that activity alone. On SQLite a run is its own
-transaction, opened with ``BEGIN IMMEDIATE`` (the write lock is taken before reading, so the run never
-fails on a lock upgrade); on PostgreSQL the batch is one transaction holding its claimed rows
-(``FOR UPDATE SKIP LOCKED``), a run one savepoint in it."""
+applied in one transaction: what they are about is read up front in a few queries, each activity is
+checked and decided in memory, the events and occurrences of the whole run are written at its end in a
+few executemany statements (``remote.RunLookups``), and the items are marked with one statement per
+outcome. Any other activity (a Follow, a Delete, an Announce to fetch, an unknown actor) is applied on
+its own through the ORM, as is every activity of a run that failed: an error or a refusal then rolls
+back that activity alone. On SQLite a run is its own transaction, opened with ``BEGIN IMMEDIATE`` (the
+write lock is taken before reading, so the run never fails on a lock upgrade, and the ids after the
+largest are free for its new events); on PostgreSQL the batch is one transaction holding its claimed
+rows (``FOR UPDATE SKIP LOCKED``), a run one savepoint in it."""
 
 from __future__ import annotations
 
@@ -24,13 +26,16 @@ from node.extensions import db
 from node.fedi import delivery, sync
 from node.fedi.handlers import applies_without_fetching, apply
 from node.fedi.models import InboxItem
-from node.fedi.remote import Lookups, RefusedObject, batch_lookups
+from node.fedi.remote import RefusedObject, RunLookups, batch_lookups
 from node.worker import register_task
 
 log = logging.getLogger("halles.inbox")
 INBOX_BATCH = 200
 _INBOX = InboxItem.__table__
-_MARK = (update(_INBOX).where(_INBOX.c.id == bindparam("item_id"))
+_PENDING = (select(_INBOX.c.id, _INBOX.c.activity)
+            .where(_INBOX.c.id.in_(bindparam("item_ids", expanding=True)), _INBOX.c.state == "pending")
+            .order_by(_INBOX.c.id))
+_MARK = (update(_INBOX).where(_INBOX.c.id.in_(bindparam("item_ids", expanding=True)))
          .values(state=bindparam("new_state"), error=bindparam("note"), processed_at=bindparam("at")))
 
 
@@ -60,7 +65,7 @@ def process_inbox(limit: int = INBOX_BATCH) -> int:
     return len(ids)
 
 
-def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], Lookups], None],
+def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], RunLookups], None],
           alone: Callable[[int], None], begin: Callable[[], None]) -> None:
     """Apply the items ``ids`` (ascending) in order: runs of activities that need no fetch with
     ``run``, the others one by one with ``alone``. What a run needs is read again after activities
@@ -72,7 +77,7 @@ def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], Lookups], No
         if not rows:
             db.session.rollback()
             return
-        known = Lookups()
+        known = RunLookups()
         known.prefetch(activity for _id, activity in rows)
         fast = [applies_without_fetching(activity, known) for _id, activity in rows]
         leading = next((index for index, value in enumerate(fast) if value != fast[0]), len(rows))
@@ -88,42 +93,25 @@ def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], Lookups], No
 
 
 def _pending(ids: list[int]) -> list[tuple[int, dict[str, Any]]]:
-    rows = db.session.execute(select(_INBOX.c.id, _INBOX.c.activity)
-                              .where(_INBOX.c.id.in_(ids), _INBOX.c.state == "pending").order_by(_INBOX.c.id))
+    rows = db.session.execute(_PENDING, {"item_ids": ids})
     return [(item_id, activity) for item_id, activity in rows]
 
 
-def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: Lookups) -> None:
-    """Apply a run and mark its items, in the current transaction; raises on the first failure."""
-    marks = []
+def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:
+    """Apply a run and mark its items (processed at the same time), in the current transaction; raises
+    on the first failure."""
+    marks: dict[tuple[str, str | None], list[int]] = {}
     with batch_lookups(known):
         for item_id, activity in batch:
-            outcome = apply(activity)
-            marks.append(_mark_values(item_id, outcome))
-    if db.engine.dialect.name == "sqlite":
-        _number_new_rows()
-    db.session.flush()
-    db.session.execute(_MARK, marks)
+            marks.setdefault(_outcome_state(apply(activity)), []).append(item_id)
+    known.write_events()
+    db.session.flush()  # what the run wrote through the ORM (directory entries, forwarded re-shares)
+    at = utcnow()
+    for (state, note), item_ids in marks.items():  # one statement per outcome: "applied" for most
+        db.session.execute(_MARK, {"item_ids": item_ids, "new_state": state, "note": note, "at": at})
 
 
-def _number_new_rows() -> None:
-    """SQLite: give the new events and occurrences of a run their ids before the flush. SQLAlchemy
-    writes rows whose ids it must read back one INSERT at a time on SQLite (the order of RETURNING is
-    not guaranteed there), and rows with ids in one executemany. The run holds the write lock
-    (``BEGIN IMMEDIATE``), so the ids after the largest one are free, and they are the ones SQLite
-    itself would give (the tables have no AUTOINCREMENT)."""
-    from node.events.models import Event, EventOccurrence
-
-    with db.session.no_autoflush:
-        for model in (Event, EventOccurrence):
-            new = [row for row in db.session.new if isinstance(row, model) and row.id is None]
-            if new:
-                last = db.session.scalar(select(func.max(model.id))) or 0
-                for offset, row in enumerate(new, start=1):
-                    row.id = last + offset
-
-
-def _run_in_transaction(batch: list[tuple[int, dict[str, Any]]], known: Lookups) -> None:
+def _run_in_transaction(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:
     """SQLite: the run in the transaction ``_begin_immediate`` opened; on any failure each of its
     items is applied alone."""
     try:
@@ -136,7 +124,7 @@ def _run_in_transaction(batch: list[tuple[int, dict[str, Any]]], known: Lookups)
             _apply_alone(item_id)
 
 
-def _run_in_savepoint(batch: list[tuple[int, dict[str, Any]]], known: Lookups) -> None:
+def _run_in_savepoint(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:
     """PostgreSQL: the run in one savepoint of the batch's transaction; on any failure each of its
     items is applied in its own savepoint."""
     try:
@@ -217,11 +205,6 @@ def _outcome_state(outcome: str, *, refused: bool = False, failed: bool = False)
 def _mark(item: InboxItem, outcome: str, *, refused: bool = False, failed: bool = False) -> None:
     item.state, item.error = _outcome_state(outcome, refused=refused, failed=failed)
     item.processed_at = utcnow()
-
-
-def _mark_values(item_id: int, outcome: str) -> dict[str, Any]:
-    state, note = _outcome_state(outcome)
-    return {"item_id": item_id, "new_state": state, "note": note, "at": utcnow()}
 
 
 register_task("inbox", process_inbox)

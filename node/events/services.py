@@ -16,6 +16,7 @@ import uuid as uuid_module
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -283,15 +284,22 @@ def occurrence_rows(event: Event) -> list[OccurrenceRow]:
 
 
 def occurrence_spans(starts_at: datetime, ends_at: datetime, timezone: str | None, rrule: str | None,
-                     exdates: Iterable[str] | None) -> list[tuple[datetime, datetime]]:
+                     exdates: Iterable[str] | None) -> tuple[tuple[datetime, datetime], ...]:
     """The (start, end) pairs, naive UTC, that an event's occurrence rows hold: its rule expanded in its
     zone without the exception dates, or only its own dates when the rule or the zone cannot be read
     (a remote event's). ``expand_occurrences`` matches the rows to them; the worker's run writer
-    (node/fedi/remote.py) does the same on rows it writes in a few statements."""
+    (node/fedi/remote.py) does the same on rows it writes in a few statements. Remembered for the
+    last few thousand dates asked (an update that keeps its event's dates is not expanded again)."""
+    return _spans(starts_at, ends_at, timezone or "UTC", rrule, tuple(exdates or ()))
+
+
+@lru_cache(maxsize=4096)
+def _spans(starts_at: datetime, ends_at: datetime, timezone: str, rrule: str | None,
+           exdates: tuple[str, ...]) -> tuple[tuple[datetime, datetime], ...]:
     try:
-        return expand(starts_at, ends_at, timezone or "UTC", rrule, exdates or ())
+        return tuple(expand(starts_at, ends_at, timezone, rrule, exdates))
     except (RecurrenceError, ValueError, KeyError):
-        return [(starts_at, ends_at)]
+        return ((starts_at, ends_at),)
 
 
 def expand_occurrences(event: Event, *, flush: bool = True) -> list[EventOccurrence]:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
 from federation import keys
 from federation.vocab import CID_CONTEXT, DATA_INTEGRITY_CONTEXT
@@ -18,6 +18,12 @@ from node.instance import KEY_FILES
 AS_CONTEXT = "https://www.w3.org/ns/activitystreams"
 SECURITY_V1_CONTEXT = "https://w3id.org/security/v1"
 HALLES_NS = "https://halles.tiers-lieux.org/ns#"
+#: The actor member that says the node's inbox takes batches (``halles:batchDelivery``, see
+#: docs/protocol.md "Batched delivery"): ``{"inbox": <url>, "maxItems": n, "maxBytes": n}``. A node
+#: sends batches only to an inbox whose actor document names it there; any other member of that
+#: object is ignored, so limits or options can be added without breaking older senders, and a
+#: different wire format would be advertised under another term.
+BATCH_TERM = "batchDelivery"
 #: The account part of the node's handle: ``acct:agenda@<host>``.
 USERNAME = "agenda"
 SOFTWARE = "halles"
@@ -98,8 +104,9 @@ def load_identity(app: Flask | None = None) -> NodeIdentity:
 
 
 def actor_document(identity: NodeIdentity, charter: dict[str, Any] | None) -> dict[str, Any]:
-    """The node's actor: an ``Organization`` with an RSA ``publicKey`` (Mastodon) and an Ed25519
-    ``Multikey`` under ``assertionMethod`` (FEP-521a; the cid/v1 context keeps it in JSON-LD)."""
+    """The node's actor: an ``Organization`` with an RSA ``publicKey`` (Mastodon), an Ed25519
+    ``Multikey`` under ``assertionMethod`` (FEP-521a; the cid/v1 context keeps it in JSON-LD), and
+    ``batchDelivery``: its inbox takes batches of activities (``batch_delivery``)."""
     document: dict[str, Any] = {
         "@context": [
             AS_CONTEXT,
@@ -115,6 +122,9 @@ def actor_document(identity: NodeIdentity, charter: dict[str, Any] | None) -> di
                 "streetAddress": "sc:streetAddress",
                 "charter": "halles:charter",
                 "manuallyApprovesFollowers": "as:manuallyApprovesFollowers",
+                BATCH_TERM: "halles:batchDelivery",
+                "maxItems": "halles:maxItems",
+                "maxBytes": "halles:maxBytes",
             },
         ],
         "id": identity.actor_url,
@@ -128,6 +138,7 @@ def actor_document(identity: NodeIdentity, charter: dict[str, Any] | None) -> di
         "followers": identity.followers_url,
         "following": identity.following_url,
         "endpoints": {"sharedInbox": identity.inbox_url},
+        BATCH_TERM: batch_delivery(identity),
         "manuallyApprovesFollowers": False,
         "discoverable": True,
         "publicKey": keys.public_key_document(identity.rsa_key_id, identity.actor_url, identity.rsa_key.public_key()),
@@ -148,3 +159,19 @@ def actor_document(identity: NodeIdentity, charter: dict[str, Any] | None) -> di
     if charter:
         document["charter"] = charter
     return document
+
+
+def batch_delivery(identity: NodeIdentity) -> dict[str, Any]:
+    """What the inbox takes in one request (``node.fedi.inbox.is_batch``): at most ``maxItems``
+    activities in ``maxBytes`` bytes. ``maxItems`` is also kept within the inbox rate limit's budget
+    (``HALLES_RATE_LIMIT_INBOX``, which counts activities): a larger batch could never be accepted."""
+    from node.fedi.inbox import MAX_BATCH_BYTES, MAX_BATCH_ITEMS  # the inbox imports this module
+
+    items = MAX_BATCH_ITEMS
+    if has_app_context():
+        from node.common.ratelimit import configured_rate
+
+        rate = configured_rate("inbox")
+        if rate is not None:
+            items = min(items, rate.count)
+    return {"inbox": identity.inbox_url, "maxItems": items, "maxBytes": MAX_BATCH_BYTES}

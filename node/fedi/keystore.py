@@ -10,6 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urldefrag, urlsplit
@@ -24,7 +25,7 @@ from federation.keys import KeyRecord
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi.http import fetch_document
-from node.fedi.identity import load_identity
+from node.fedi.identity import BATCH_TERM, HALLES_NS, load_identity
 from node.fedi.models import RemoteActor
 
 #: A cached actor document older than this is fetched again when it is needed.
@@ -201,6 +202,44 @@ def store_actor(document: dict[str, Any]) -> RemoteActor:
     key_cache().forget_owner(ap_id)  # the document may list other keys now
     db.session.flush()
     return actor
+
+
+@dataclass(frozen=True)
+class BatchCapability:
+    """What an inbox said it takes in one batch (``identity.batch_delivery``); None where it did not
+    say (the sender then keeps its own limits)."""
+
+    max_items: int | None
+    max_bytes: int | None
+
+
+def batch_capability(document: dict[str, Any], inbox: str) -> BatchCapability | None:
+    """The batches ``inbox`` takes according to this actor document, or None: the document does not
+    advertise ``batchDelivery`` for that inbox, or says it takes fewer than two activities at a time.
+    The term is read under its compact name, with the ``halles:`` prefix or as its full IRI (a JSON-LD
+    processor may have compacted it either way); members other than these are ignored."""
+    found = None
+    for name in (BATCH_TERM, f"halles:{BATCH_TERM}", f"{HALLES_NS}{BATCH_TERM}"):
+        if name in document:
+            found = document[name]
+            break
+    for entry in found if isinstance(found, list) else [found]:
+        if not isinstance(entry, dict):
+            continue
+        named = entry.get("inbox")
+        if isinstance(named, dict):
+            named = named.get("id")
+        if named != inbox:
+            continue
+        limits = [_positive(entry.get(name)) for name in ("maxItems", "maxBytes")]
+        if limits[0] is not None and limits[0] < 2:
+            return None
+        return BatchCapability(*limits)
+    return None
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def get_actor(ap_id: str, *, refresh: bool = False) -> RemoteActor:

@@ -70,7 +70,8 @@ def _signing_key(flavour: str):
     return identity.rsa_key, identity.rsa_key_id
 
 
-def _request(method: str, url: str, body: bytes | None, flavour: str, accept: str | None) -> requests.Response:
+def _request(method: str, url: str, body: bytes | None, flavour: str, accept: str | None,
+             read_answer: bool = False) -> requests.Response:
     key, key_id = _signing_key(flavour)
     headers: dict[str, str] = {}
     if body is not None:
@@ -86,7 +87,7 @@ def _request(method: str, url: str, body: bytes | None, flavour: str, accept: st
                 method, url, data=body, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), stream=True,
                 allow_redirects=False,
             )
-            if method == "POST" and response.ok:
+            if method == "POST" and response.ok and not read_answer:
                 if response.headers.get("Content-Length", "").strip() == "0":
                     # An empty answer (ours, Mastodon's): reading it waits for nothing and hands the
                     # connection back to the pool, so the next delivery to this server reuses it.
@@ -120,9 +121,11 @@ def _read_with_deadline(response: requests.Response) -> None:
 
 
 def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str | None = None,
-                preferred: str | None = None) -> tuple[requests.Response | None, SendResult]:
+                preferred: str | None = None, read_answer: bool = False,
+                ) -> tuple[requests.Response | None, SendResult]:
     """Send a signed request; on 401/403 knock again with the other flavour once. ``preferred`` is the
-    flavour the caller already looked up for this server (delivery threads then need no database)."""
+    flavour the caller already looked up for this server (delivery threads then need no database).
+    The body of a successful POST is dropped unread unless ``read_answer`` (a batch's answer)."""
     try:
         check_url_allowed(url, allow_private=allow_private(), resolver=resolver())
     except FetchError as exc:
@@ -136,7 +139,7 @@ def signed_send(method: str, url: str, body: bytes | None = None, *, accept: str
     response: requests.Response | None = None
     for attempt, flavour in enumerate(order):
         try:
-            response = _request(method, url, body, flavour, accept)
+            response = _request(method, url, body, flavour, accept, read_answer)
         except requests.RequestException as exc:
             return None, SendResult(None, None, f"{type(exc).__name__}: {exc}")
         if response.status_code in (401, 403) and attempt == 0:
@@ -178,6 +181,19 @@ def post_activity(inbox: str, activity: dict[str, Any] | bytes, *, preferred: st
                                                                     separators=(",", ":")).encode()
     _response, result = signed_send("POST", inbox, body, preferred=preferred)
     return result
+
+
+def post_batch(inbox: str, body: bytes, *, preferred: str | None = None) -> tuple[SendResult, Any]:
+    """POST a batch of activities (the JSON bytes of its ``Announce``): the outcome of the request,
+    and the JSON of its answer when it succeeded (None otherwise, or when the answer is not JSON).
+    The answer is read within ``TOTAL_DEADLINE`` and ``MAX_RESPONSE_BYTES``."""
+    response, result = signed_send("POST", inbox, body, preferred=preferred, read_answer=True)
+    if response is None or not result.ok:
+        return result, None
+    try:
+        return result, response.json()
+    except ValueError:
+        return result, None
 
 
 def get_signed_json(url: str) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
         raise BadRequest(f"the activity is nested deeper than {MAX_DEPTH} levels")
     check_activity(activity)
     if batch and len(activity["object"]) > MAX_BATCH_ITEMS:
-        raise PayloadTooLarge(f"a batch carries at most {MAX_BATCH_ITEMS} activities")
+        raise PayloadTooLarge(f"a batch carries at most {MAX_BATCH_ITEMS} activities: "
+                              f"send at most {MAX_BATCH_ITEMS} at a time")
     return activity
 
 
@@ -300,11 +301,15 @@ def receive_batch(batch: dict[str, Any], signer: str) -> Received:
     blocked = blocked_domains().current()
     results: list[dict[str, Any]] = []
     valid: list[tuple[int, dict[str, Any]]] = []
+    encoded: list[str] = []
     for item in batch["object"]:
         try:
             check_activity(item)
             if is_batch(item):
                 raise BadRequest("a batch cannot carry another batch")
+            text = json.dumps(item)  # what is stored: serialised once, measured against the limit of one POST
+            if len(text) > MAX_INBOX_BYTES:
+                raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
             domain = domain_of(actor_id(item) or "")
             if domain in blocked:
                 raise Forbidden(f"{domain} is blocked by this node")
@@ -316,7 +321,9 @@ def receive_batch(batch: dict[str, Any], signer: str) -> Received:
             continue
         results.append({"id": item["id"], "status": 202})
         valid.append((len(results) - 1, item))
-    for (index, _item), received in zip(valid, store_many([item for _index, item in valid], signer), strict=True):
+        encoded.append(text)
+    stored = store_many([item for _index, item in valid], signer, encoded=encoded)
+    for (index, _item), received in zip(valid, stored, strict=True):
         if received.duplicate:
             results[index] = {"id": results[index]["id"], "status": 200, "detail": "duplicate"}
     return Received(None, False, results)
@@ -381,13 +388,15 @@ def store(activity: dict[str, Any], signer: str) -> Received:
         return _store(driver, activity, row, insert_sql, stored_sql)
 
 
-def store_many(activities: list[dict[str, Any]], signer: str) -> list[Received]:
+def store_many(activities: list[dict[str, Any]], signer: str, *, encoded: list[str] | None = None) -> list[Received]:
     """Store verified activities (a batch) with one multi-row ``INSERT ... ON CONFLICT DO NOTHING
-    RETURNING`` and one commit; one verdict per activity, in order. The ids it did not insert (already
+    RETURNING`` and one commit; one verdict per activity, in order. ``encoded``: their JSON text, when
+    the caller serialised them already. The ids it did not insert (already
     known) go through ``store``'s duplicate rule one by one; an id repeated in the batch is a duplicate."""
     if not activities:
         return []
-    rows = [_row(activity, signer) for activity in activities]
+    texts = encoded if encoded is not None else [None] * len(activities)
+    rows = [_row(activity, signer, text) for activity, text in zip(activities, texts, strict=True)]
     first_index: dict[str, int] = {}
     for index, row in enumerate(rows):
         first_index.setdefault(row["activity_id"], index)
@@ -413,9 +422,10 @@ def store_many(activities: list[dict[str, Any]], signer: str) -> list[Received]:
         return verdicts
 
 
-def _row(activity: dict[str, Any], signer: str) -> dict[str, Any]:
+def _row(activity: dict[str, Any], signer: str, text: str | None = None) -> dict[str, Any]:
     return {"activity_id": activity["id"], "activity_type": activity["type"][:40], "signer": signer,
-            "activity": json.dumps(activity), "received_at": utcnow().strftime(_TIME_FORMAT),
+            "activity": text if text is not None else json.dumps(activity),
+            "received_at": utcnow().strftime(_TIME_FORMAT),
             "shard": shard_of(activity)}
 
 

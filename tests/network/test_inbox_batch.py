@@ -118,6 +118,18 @@ def test_each_refused_activity_says_why_and_its_neighbours_are_kept(pair, make_n
     assert applied_events(paris) == 1
 
 
+def test_an_activity_too_large_to_be_posted_alone_is_refused_in_a_batch_too(pair):
+    paris, lyon = pair
+    huge = signed(lyon, create(lyon, signed(lyon, event_object(lyon, content="x" * 300_000))))
+    small = signed_create(lyon)
+    response = post_batch(paris, lyon, batch_of(lyon, [huge, small]))
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [line["status"] for line in results] == [413, 202]
+    assert "larger than" in results[0]["detail"]
+    assert inbox_count(paris) == 1
+
+
 def test_a_relayed_activity_with_its_origins_proof_is_accepted_in_a_batch(pair, make_node):
     """A peer forwarding (re-sharing) another server's signed Update may batch it with its own."""
     paris, lyon = pair
@@ -129,7 +141,7 @@ def test_a_relayed_activity_with_its_origins_proof_is_accepted_in_a_batch(pair, 
 
 @pytest.mark.parametrize("case, status, reason", [
     ("batch actor is not the signer", 401, "disagree"),
-    ("too many activities", 413, "at most 100"),
+    ("too many activities", 413, "send at most 100 at a time"),
     ("too large", 413, "larger"),
     ("tampered after signing", 401, "digest"),
 ])

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, select, text, update
 
 from node.common.timeutil import utcnow
 from node.extensions import db
@@ -43,15 +43,16 @@ def process_inbox(limit: int = INBOX_BATCH) -> int:
     """Apply up to ``limit`` pending inbox items in order; returns how many were claimed.
 
     ``halles worker --processes N`` (PostgreSQL) gives each process a partition (``HALLES_WORKER_PARTITION``
-    = (index, count)): items are split by the object they are about, so the Create and the Updates of
-    one event are applied by one process, in order, and two processes never race to insert it."""
+    = (index, count)): items are split by the object they are about (``InboxItem.shard``, set when
+    stored), so the Create and the Updates of one event are applied by one process, in order, and two
+    processes never race to insert it."""
     query = select(InboxItem.id).where(InboxItem.state == "pending").order_by(InboxItem.id).limit(limit)
     postgres = db.engine.dialect.name == "postgresql"
     if postgres:
         query = query.with_for_update(skip_locked=True)
         partition = current_app.config.get("HALLES_WORKER_PARTITION")
         if partition and partition[1] > 1:
-            query = query.where(func.abs(func.hashtext(_object_key())) % partition[1] == partition[0])
+            query = query.where(InboxItem.shard % partition[1] == partition[0])
     ids = list(db.session.scalars(query))
     if not ids:
         db.session.rollback()
@@ -163,12 +164,6 @@ def _apply_in_savepoint(item_id: int) -> None:
         log.exception("inbox item %s failed", item.activity_id)
         _mark(item, f"{type(exc).__name__}: {exc}", failed=True)
     db.session.flush()
-
-
-def _object_key():
-    """SQL: the id of the object an inbox item is about (embedded or by reference), else its own id."""
-    activity = InboxItem.activity
-    return func.coalesce(activity["object"]["id"].as_string(), activity["object"].as_string(), InboxItem.activity_id)
 
 
 def _apply_alone(item_id: int) -> None:

@@ -4,8 +4,8 @@ apply the same activities both ways, on two nodes set up alike, and compare what
 column of every event, its occurrences, the full-text index, and the outcome of every inbox item --
 creates, updates of events held before the run and of events created earlier in the same run, stale
 duplicates and reordered updates, undated (Gancio) objects, a recurring event whose rule changes
-(occurrences that stay keep their ids), tombstones, the city fallback, an unfollowed server, and a run
-that fails and is applied item by item."""
+(occurrences that stay keep their ids), tombstones, the city fallback, an unfollowed server, the
+forwarding of a re-shared event's updates, and a run that fails and is applied item by item."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ START = NOW + timedelta(days=10)
 @pytest.fixture
 def nodes(make_app):
     """Two nodes alike: both follow the Paris and Lyon origins and know Grenoble's actor without
-    following it; both hold a tombstone of Paris's event 13 (deleted at NOW + 10 s)."""
+    following it; both hold a tombstone of Paris's event 13 (deleted at NOW + 10 s) and have re-shared
+    Paris's event 1 (its origin's Updates are forwarded to their own followers)."""
     from node.extensions import db
     from node.fedi.keystore import store_actor
-    from node.fedi.models import Follow
+    from node.fedi.models import Follow, OutboxEntry
     from node.fedi.remote import remember_deletion
 
     paris, lyon, grenoble = Origin.make(0), Origin.make(1), Origin.make(8)
@@ -42,6 +43,10 @@ def nodes(make_app):
                     db.session.add(Follow(actor_id=actor.id, direction="outgoing", state="accepted",
                                           activity_id=f"{origin.actor_url}#follow"))
             remember_deletion(event_id(paris, 13), "Event", (NOW + timedelta(seconds=10)).replace(tzinfo=None))
+            announce = {"id": "http://127.0.0.1:5000/activities/announce-1", "type": "Announce",
+                        "object": event_id(paris, 1)}
+            db.session.add(OutboxEntry(activity_id=announce["id"], activity_type="Announce",
+                                       object_id=event_id(paris, 1), audience="public", activity=announce))
             db.session.commit()
     return apps, (paris, lyon, grenoble)
 
@@ -116,7 +121,7 @@ def stored(app) -> dict:
     from node.events.models import Event, EventOccurrence
     from node.events.search import matching_condition, search_words
     from node.extensions import db
-    from node.fedi.models import InboxItem
+    from node.fedi.models import InboxItem, OutboxEntry
 
     table = Event.__table__
     with app.app_context():
@@ -132,8 +137,10 @@ def stored(app) -> dict:
             matching_condition(dialect, search_words(word))))) for word in SEARCHED}
         items = [tuple(row) for row in db.session.execute(
             select(InboxItem.state, InboxItem.error).order_by(InboxItem.id))]
+        forwarded = [tuple(row) for row in db.session.execute(
+            select(OutboxEntry.activity_id, OutboxEntry.activity_type, OutboxEntry.object_id).order_by(OutboxEntry.id))]
         db.session.remove()
-    return {"events": events, "search": found, "items": items}
+    return {"events": events, "search": found, "items": items, "outbox": forwarded}
 
 
 def occurrence_ids(app, ap_id: str) -> dict:
@@ -204,6 +211,10 @@ def test_a_run_stores_what_each_activity_applied_alone_stores(nodes, paths):
     for ap_id, values in by_run["events"].items():
         assert values == by_one["events"][ap_id], ap_id
     assert by_run["search"] == by_one["search"]
+    assert by_run["outbox"] == by_one["outbox"]
+    # The re-shared event's Updates are forwarded to this node's own audience.
+    assert [activity_id for activity_id, kind, _ in by_run["outbox"] if kind == "Update"] == [
+        item["id"] for item in burst if item["object"]["id"] == event_id(paris, 1)]
     events = by_run["events"]
     assert event_id(grenoble, 14) not in events and event_id(paris, 13) in events
     assert events[event_id(paris, 10)]["title"].endswith("v2")

@@ -176,7 +176,7 @@ def test_a_batch_writes_in_a_few_statements(node):
         try:
             from node.fedi.worker import process_inbox
 
-            assert process_inbox() == 200
+            assert process_inbox(limit=200) == 200
         finally:
             event.remove(engine, "before_cursor_execute", count)
         from node.events.models import Event

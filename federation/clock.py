@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 #: How far in the future a signature or proof may claim to be made: covers peers whose clock runs
 #: fast. Fedify uses the same one hour window.
@@ -33,7 +34,15 @@ def format_xsd_datetime(moment: datetime) -> str:
 
 def parse_xsd_datetime(text: str) -> datetime:
     """Parse an ``xsd:dateTimeStamp`` (offset required); fractional seconds are truncated to µs."""
-    match = _XSD_DATETIME.match(text) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise ValueError(f"not an XML Schema dateTimeStamp: {text!r}")
+    return _parse_xsd_datetime(text)
+
+
+#: Pure, and a burst's proofs share a few ``created`` seconds.
+@lru_cache(maxsize=1024)
+def _parse_xsd_datetime(text: str) -> datetime:
+    match = _XSD_DATETIME.match(text)
     if not match:
         raise ValueError(f"not an XML Schema dateTimeStamp: {text!r}")
     fraction = (match.group(7) or ".0")[1:7].ljust(6, "0")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -143,12 +143,8 @@ def verify_document(
     if not proofs:
         return ProofResult(False, "missing proof")
     unsecured = unsecured_document(document)
-    checks = tuple(_verify_one(item, unsecured, key_resolver, now, proof_purpose) for item in proofs)
-    if expected_origin is not None:
-        checks = tuple(
-            replace(check, from_origin=check.owner is not None and same_origin(check.owner, expected_origin))
-            for check in checks
-        )
+    checks = tuple(_verify_one(item, unsecured, key_resolver, now, proof_purpose, expected_origin)
+                   for item in proofs)
     failed = next((check for check in checks if not check.ok), None)
     if failed is not None:
         return ProofResult(False, failed.reason, checks)
@@ -169,6 +165,7 @@ def _verify_one(
     resolver: KeyResolver,
     now: datetime,
     purpose: str,
+    expected_origin: str | None = None,
 ) -> ProofCheck:
     if not isinstance(proof, dict):
         return ProofCheck(None, False, "invalid proof")
@@ -176,7 +173,8 @@ def _verify_one(
     method = method if isinstance(method, str) else None
 
     def fail(reason: str, **extra: Any) -> ProofCheck:
-        return ProofCheck(method, False, reason, **extra)
+        # A failed check names no key owner: it vouches for no origin.
+        return ProofCheck(method, False, reason, **extra, from_origin=None if expected_origin is None else False)
 
     if proof.get("type") != DATA_INTEGRITY_PROOF:
         return fail("unsupported proof type")
@@ -242,8 +240,13 @@ def _verify_one(
             break
         reason = _check_key(key, signature, candidates(), created)
         if reason is None:
-            return ProofCheck(method, True, None, owner=key.owner, created=created)
+            return ProofCheck(method, True, None, owner=key.owner, created=created,
+                              from_origin=None if expected_origin is None else _of_origin(key.owner, expected_origin))
     return fail(reason, created=created)
+
+
+def _of_origin(owner: str | None, expected_origin: str) -> bool:
+    return owner is not None and same_origin(owner, expected_origin)
 
 
 def _check_key(key: KeyRecord, signature: bytes, candidates: Iterable[bytes], created: datetime) -> str | None:

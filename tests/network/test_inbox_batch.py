@@ -130,6 +130,18 @@ def test_an_activity_too_large_to_be_posted_alone_is_refused_in_a_batch_too(pair
     assert inbox_count(paris) == 1
 
 
+def test_an_activity_that_fits_a_single_post_fits_in_a_batch(pair):
+    """The 256 KiB limit of one POST is measured on the activity as it is sent (compact UTF-8), not on
+    a re-serialisation that writes each accented letter as a six-byte escape."""
+    paris, lyon = pair
+    accented = signed(lyon, create(lyon, signed(lyon, event_object(lyon, content="é" * 100_000))))
+    alone = json.dumps(accented, ensure_ascii=False, separators=(",", ":")).encode()
+    assert len(alone) < 256 * 1024 < len(json.dumps(accented).encode())
+    response = post_batch(paris, lyon, batch_of(lyon, [accented, signed_create(lyon)]))
+    assert [line["status"] for line in response.json()["results"]] == [202, 202]
+    assert applied_events(paris) == 2
+
+
 def test_a_relayed_activity_with_its_origins_proof_is_accepted_in_a_batch(pair, make_node):
     """A peer forwarding (re-sharing) another server's signed Update may batch it with its own."""
     paris, lyon = pair

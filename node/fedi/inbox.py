@@ -426,7 +426,12 @@ def _encode(activity: dict[str, Any]) -> str:
     """The stored JSON text: compact and UTF-8 as senders post it (json.dumps' defaults write every é as
     a six-byte escape and a space after each separator, so a batched activity measured larger than the
     same activity posted alone)."""
-    return json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON): kept as its escape
+        return json.dumps(activity, separators=(",", ":"))
+    return text
 
 
 def _row(activity: dict[str, Any], signer: str, text: str | None = None) -> dict[str, Any]:

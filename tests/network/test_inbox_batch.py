@@ -142,6 +142,22 @@ def test_an_activity_that_fits_a_single_post_fits_in_a_batch(pair):
     assert applied_events(paris) == 2
 
 
+def test_a_lone_surrogate_is_stored_escaped_alone_and_in_a_batch(pair):
+    """JSON may carry "\\ud800", which no UTF-8 text can hold: an activity without proof (its signed
+    request vouches for it) that carries one is stored with the escape, never a 5xx."""
+    paris, lyon = pair
+    odd = create(lyon, event_object(lyon, name="Atelier \ud800"))
+    body = json.dumps(batch_of(lyon, [odd, signed_create(lyon)])).encode()
+    assert b"\\ud800" in body
+    response = post_batch(paris, lyon, None, body=body)
+    assert [line["status"] for line in response.json()["results"]] == [202, 202]
+    alone = create(lyon, event_object(lyon, name="Débat \udfff"))
+    from tests.network.test_inbox_security import post
+
+    assert post(paris, lyon, alone).status_code == 202
+    assert inbox_count(paris) == 3
+
+
 def test_a_relayed_activity_with_its_origins_proof_is_accepted_in_a_batch(pair, make_node):
     """A peer forwarding (re-sharing) another server's signed Update may batch it with its own."""
     paris, lyon = pair

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .clock import MAX_CLOCK_SKEW, format_xsd_datetime, parse_xsd_datetime, require_aware
 from .errors import CanonicalizationError, KeyFormatError, UnsupportedKeyError
-from .jcs import canonicalize
+from .jcs import SharedCanonicalizer, canonicalize
 from .keys import KeyRecord, KeyResolver, multibase_decode, multibase_encode, resolve_key
 from .urls import same_origin
 from .vocab import ASSERTION_METHOD, DATA_INTEGRITY_PROOF, EDDSA_JCS_2022
@@ -127,6 +127,7 @@ def verify_document(
     now: datetime,
     expected_origin: str | None = None,
     proof_purpose: str = ASSERTION_METHOD,
+    canonicalizer: SharedCanonicalizer | None = None,
 ) -> ProofResult:
     """Verify every proof of ``document``.
 
@@ -134,6 +135,9 @@ def verify_document(
     ``attributedTo``). A proof counts for that origin when its key's owner has the same scheme,
     host and port: one node signs, with its single actor key, the objects of all the
     organisations it hosts (FEP-fe34 same-origin model), so an exact owner match would be wrong.
+
+    ``canonicalizer``: shared with the verification of the documents this one embeds or is embedded
+    in (an activity and its object), so that their common members are canonicalised once.
     """
     now = require_aware(now)
     if not isinstance(document, dict):
@@ -143,7 +147,17 @@ def verify_document(
     if not proofs:
         return ProofResult(False, "missing proof")
     unsecured = unsecured_document(document)
-    checks = tuple(_verify_one(item, unsecured, key_resolver, now, proof_purpose, expected_origin)
+    digest: list[bytes] = []
+
+    def unsecured_digest() -> bytes:
+        # The costly half of hashData (JCS of the whole object), the same for every proof of the set.
+        if not digest:
+            canonical = (canonicalizer.canonicalize(document, omit="proof") if canonicalizer is not None
+                         else canonicalize(unsecured))
+            digest.append(hashlib.sha256(canonical).digest())
+        return digest[0]
+
+    checks = tuple(_verify_one(item, unsecured, unsecured_digest, key_resolver, now, proof_purpose, expected_origin)
                    for item in proofs)
     failed = next((check for check in checks if not check.ok), None)
     if failed is not None:
@@ -162,6 +176,7 @@ def _context_list(value: Any) -> list[Any]:
 def _verify_one(
     proof: Any,
     unsecured: dict[str, Any],
+    unsecured_digest: Callable[[], bytes],
     resolver: KeyResolver,
     now: datetime,
     purpose: str,
@@ -218,7 +233,8 @@ def _verify_one(
     try:
         # The document's digest is the costly half (JCS of the whole object) and the same for both
         # candidates: computed once.
-        document_digest = hashlib.sha256(canonicalize(document)).digest()
+        document_digest = (unsecured_digest() if document is unsecured
+                           else hashlib.sha256(canonicalize(document)).digest())
         current = hashlib.sha256(canonicalize(config)).digest() + document_digest
     except CanonicalizationError as exc:
         return fail(f"document cannot be canonicalized: {exc}", created=created)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from federation.fetch import check_url_allowed
 from federation.httpsig import verify_request
+from federation.jcs import SharedCanonicalizer
 from federation.proofs import verify_document
 from federation.urls import same_origin
 from node.common.errors import (
@@ -214,22 +215,24 @@ def authenticate(activity: dict[str, Any], signer: str) -> None:
     (an activity forwarded by a peer that re-shared the object)."""
     actor = actor_id(activity)
     assert actor is not None
+    # The activity's canonical form contains its object's: written once for both proofs.
+    shared = SharedCanonicalizer()
     if signer != actor:
         if "proof" not in activity:
             raise Unauthorized(f"activity actor {actor} and signing key owner {signer} disagree")
         result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now_aware(),
-                                 expected_origin=actor)
+                                 expected_origin=actor, canonicalizer=shared)
         if not result.ok:
             raise Unauthorized(f"forwarded activity: {result.reason}")
     elif "proof" in activity:
         result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now_aware(),
-                                 expected_origin=actor)
+                                 expected_origin=actor, canonicalizer=shared)
         if not result.ok:
             raise Unauthorized(f"activity proof: {result.reason}")
-    _check_object(activity, actor)
+    _check_object(activity, actor, shared)
 
 
-def _check_object(activity: dict[str, Any], actor: str) -> None:
+def _check_object(activity: dict[str, Any], actor: str, shared: SharedCanonicalizer | None = None) -> None:
     kind = activity["type"]
     obj = activity.get("object")
     target = object_id(obj)
@@ -240,7 +243,7 @@ def _check_object(activity: dict[str, Any], actor: str) -> None:
         if attributed is not None and not same_origin(attributed, actor):
             raise Unauthorized(f"object attributed to {attributed} was sent by {actor}")
         if "proof" in obj:
-            result = verify_document(obj, resolve_key, now=now_aware(), expected_origin=target)
+            result = verify_document(obj, resolve_key, now=now_aware(), expected_origin=target, canonicalizer=shared)
             if not result.ok:
                 raise Unauthorized(f"object proof: {result.reason}")
     if kind == "Announce":
@@ -254,7 +257,7 @@ def _check_object(activity: dict[str, Any], actor: str) -> None:
                 raise Unauthorized("an embedded re-shared object must carry its origin's proof")
             if target is None or not same_origin(target, origin):
                 raise Unauthorized(f"re-shared object {target} claims another origin than {origin}")
-            result = verify_document(obj, resolve_key, now=now_aware(), expected_origin=origin)
+            result = verify_document(obj, resolve_key, now=now_aware(), expected_origin=origin, canonicalizer=shared)
             if not result.ok:
                 raise Unauthorized(f"re-shared object proof: {result.reason}")
         elif isinstance(obj, str):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation.errors import CanonicalizationError
-from federation.jcs import canonicalize
+from federation.jcs import SharedCanonicalizer, canonicalize
 
 # RFC 8785 section 3.2.2 (input) and 3.2.4 (expected output).
 RFC8785_INPUT = r"""{
@@ -137,3 +137,44 @@ def test_canonicalize_is_idempotent(value):
     again = canonicalize(json.loads(once))
     assert once == again
     assert once.decode("utf-8")  # always valid UTF-8
+
+
+# --- documents that embed signed documents --------------------------------------------------------
+
+# Text keys from every plane: JCS orders members by UTF-16 code units, which differs from code point
+# order once characters beyond U+FFFF meet those between U+E000 and U+FFFF.
+member_names = st.text(max_size=4) | st.sampled_from(
+    ["proof", "object", "@context", "id", "\ue000", "\U0001f600", "type"])
+signed_documents = st.fixed_dictionaries(
+    {"proof": json_values}, optional={"id": st.text()}
+).flatmap(lambda base: st.dictionaries(member_names, json_values, max_size=6).map(lambda extra: {**extra, **base}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(member_names, json_values, max_size=6), signed_documents, signed_documents)
+def test_shared_canonicalizer_writes_the_bytes_of_canonicalize(outer, inner, deeper):
+    inner = {**inner, "sub": deeper}  # a signed document inside a signed document inside the outer one
+    document = {**outer, "object": inner, "proof": {"type": "DataIntegrityProof"}}
+    shared = SharedCanonicalizer()
+
+    def without(value, name):
+        return {key: item for key, item in value.items() if key != name}
+
+    # In the order the inbox asks: the outer document without its proof, then the embedded one.
+    assert shared.canonicalize(document, omit="proof") == canonicalize(without(document, "proof"))
+    assert shared.canonicalize(inner, omit="proof") == canonicalize(without(inner, "proof"))
+    assert shared.canonicalize(inner) == canonicalize(inner)
+    assert shared.canonicalize(deeper, omit="proof") == canonicalize(without(deeper, "proof"))
+    assert shared.canonicalize(document) == canonicalize(document)
+
+
+@pytest.mark.parametrize("bad", [{"huge": 10**400}, {"lone": "\ud800"}, {"set": {1, 2}}])
+def test_shared_canonicalizer_refuses_what_canonicalize_refuses(bad):
+    document = {"object": {"proof": {}, **bad}, "proof": {}}
+    with pytest.raises(CanonicalizationError):
+        SharedCanonicalizer().canonicalize(document, omit="proof")
+
+
+def test_shared_canonicalizer_reads_big_integers_as_canonicalize_does():
+    document = {"object": {"proof": {}, "n": 9007199254740993}, "m": -1152921504606846976}
+    assert SharedCanonicalizer().canonicalize(document) == canonicalize(document)

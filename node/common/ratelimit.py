@@ -9,10 +9,17 @@ period / N. Over any stretch of time T a client gets at most ``N + T * N / perio
 One row per (limit, client) in ``rate_limit_buckets``; taking a token is one ``INSERT ... ON CONFLICT
 DO UPDATE ... WHERE there is a token RETURNING`` statement on its own connection, committed at once:
 atomic on PostgreSQL (row lock) and SQLite (one writer), and independent of the request's own
-transaction, so a refused or failed request still counts. Call it before the request writes
-anything: on SQLite a second connection would wait for the request's own write lock. That commit
-does not wait for the disk (``synchronous_commit`` off for it on PostgreSQL, ``synchronous=NORMAL``
-on SQLite): a take lost in a crash only hands a client back a token.
+transaction, so a refused or failed request still counts. That commit does not wait for the disk
+(``synchronous_commit`` off for it on PostgreSQL, ``synchronous=NORMAL`` on SQLite): a take lost in a
+crash only hands a client back a token.
+
+Where the buckets are (``bucket_engine``): in the node's database on PostgreSQL; on SQLite in a small
+database file of their own next to it (``halles.db`` -> ``halles.ratelimits.db``, created on first
+use). SQLite has one writer per file: in the main file every take (a sign-in attempt, a received
+batch) queued behind the worker's and the other requests' writes, and SQLite's busy wait sleeps 1,
+2, 5, 10... ms at a time -- with the web and the worker sharing two cores, received batches were
+stored 15 % slower for it (ingest benchmark). The main file keeps an empty ``rate_limit_buckets``
+table (the schema is the same on both databases); nothing in it needs a backup.
 
 Large budgets (``LEASE_MIN_BUDGET`` tokens or more, such as the inbox's 300 a minute) are spent by
 ``enforce`` from a lease: the process takes up to 1/``LEASE_FRACTION`` of the budget at once from
@@ -36,11 +43,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, request
-from sqlalchemy import Float, String, bindparam, delete, select, text
+from sqlalchemy import Float, String, bindparam, create_engine, delete, event, select, text
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from node.common.errors import HallesError, PayloadTooLarge
 from node.extensions import db
@@ -149,6 +159,40 @@ def configured_rate(name: str) -> Rate | None:
 _TABLE = RateLimitBucket.__table__
 
 
+_SIDE_LOCK = threading.Lock()
+
+
+def bucket_engine() -> Any:
+    """The engine whose database holds the buckets (see the module's doc)."""
+    engine = db.engine
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return engine
+    found = current_app.extensions.get("halles_rate_engine")
+    if found is not None and found[0] == path:
+        return found[1]
+    main = Path(path)
+    side = create_engine(f"sqlite:///{main.with_name(f'{main.stem}.ratelimits{main.suffix}')}",
+                         # A connection per take (a file open, some 0.1 ms): nothing stays open after
+                         # the app, as the test suites and benchmarks make hundreds of them.
+                         poolclass=NullPool)
+    event.listen(side, "connect", _configure_side_connection)
+    with side.begin() as connection:  # IF NOT EXISTS: threads and processes may start at once
+        connection.execute(CreateTable(_TABLE, if_not_exists=True))
+        for index in _TABLE.indexes:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+    with _SIDE_LOCK:
+        return current_app.extensions.setdefault("halles_rate_engine", (path, side))[1]
+
+
+def _configure_side_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # see the module's doc
+    cursor.close()
+
+
 def _bucket_key(name: str, client: str) -> str:
     key = f"{name}:{client}"
     if len(key) > KEY_LENGTH:
@@ -178,15 +222,16 @@ def take(name: str, client: str, rate: Rate, *, now: float | None = None, tokens
     now = time.time() if now is None else now
     key = _bucket_key(name, client)
     capacity = float(rate.count)
-    engine = db.engine
+    engine = bucket_engine()
     params = {"key": key, "capacity": capacity, "now": now, "per_second": rate.per_second, "spend": float(tokens)}
-    sqlite = engine.dialect.name == "sqlite"
+    # The side database's connections are set up so (``_configure_side_connection``).
+    toggle = engine.dialect.name == "sqlite" and engine is db.engine
     with engine.connect() as connection:
-        if sqlite:
+        if toggle:
             # WAL keeps the commit atomic; only its flush to disk is skipped (see the module's doc).
             synchronous = connection.exec_driver_sql("PRAGMA synchronous").scalar()
             connection.exec_driver_sql("PRAGMA synchronous=NORMAL")
-        else:
+        elif engine.dialect.name != "sqlite":
             connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
         try:
             left = connection.execute(_TAKE, params).scalar()
@@ -197,7 +242,7 @@ def take(name: str, client: str, rate: Rate, *, now: float | None = None, tokens
             connection.commit()
         finally:
             connection.rollback()  # after a failure; nothing to undo after the commit
-            if sqlite:
+            if toggle:
                 connection.exec_driver_sql(f"PRAGMA synchronous={int(synchronous)}")
                 connection.commit()
     if left is not None:
@@ -211,7 +256,7 @@ def peek(name: str, client: str, rate: Rate, *, now: float | None = None) -> Dec
     """Would ``take`` succeed now? Reads only (for limits that charge failed attempts afterwards)."""
     now = time.time() if now is None else now
     table = RateLimitBucket.__table__
-    with db.engine.connect() as connection:
+    with bucket_engine().connect() as connection:
         row = connection.execute(
             select(table.c.tokens, table.c.updated).where(table.c.key == _bucket_key(name, client))
         ).one_or_none()
@@ -237,7 +282,7 @@ def prune(name: str, *, now: float | None = None) -> int:
     rate = configured_rate(name)
     if rate is None:
         return 0
-    with db.engine.begin() as connection:
+    with bucket_engine().begin() as connection:
         return _prune(connection, name, rate, time.time() if now is None else now)
 
 

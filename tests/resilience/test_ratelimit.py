@@ -139,7 +139,6 @@ def test_prune_deletes_only_full_buckets_of_that_limit(app):
     from sqlalchemy import select
 
     from node.common.ratelimit import RateLimitBucket
-    from node.extensions import db
 
     app.config["HALLES_RATE_LIMIT_LOGIN"] = "5/1m"
     with app.app_context():
@@ -147,7 +146,8 @@ def test_prune_deletes_only_full_buckets_of_that_limit(app):
         ratelimit.take("login", "recent", Rate(5, 60), now=1100.0)
         ratelimit.take("inbox", "old", Rate(5, 60), now=1000.0)
         assert ratelimit.prune("login", now=1130.0) == 1
-        keys = set(db.session.scalars(select(RateLimitBucket.key)))
+        with ratelimit.bucket_engine().connect() as connection:
+            keys = set(connection.scalars(select(RateLimitBucket.key)))
     assert keys == {"login:recent", "inbox:old"}
 
 
@@ -179,9 +179,9 @@ def _bucket_tokens(key: str) -> float:
     from sqlalchemy import select
 
     from node.common.ratelimit import RateLimitBucket
-    from node.extensions import db
 
-    return db.session.scalar(select(RateLimitBucket.tokens).where(RateLimitBucket.key == key))
+    with ratelimit.bucket_engine().connect() as connection:
+        return connection.scalar(select(RateLimitBucket.tokens).where(RateLimitBucket.key == key))
 
 
 def test_large_budgets_are_spent_from_a_lease_and_never_exceeded(make_app):
@@ -390,3 +390,33 @@ def test_web_registration_form_shares_the_registrations_limit(make_app, count_ro
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) == 1800
     assert count_rows(app) == before
     tally.inputs("rate-limited requests", 3)
+
+
+def test_on_sqlite_the_buckets_have_a_database_file_of_their_own(app):
+    """A take never waits for the main file's writer (a worker applying a run holds it): it writes
+    beside it, and the main database is left as it was."""
+    from pathlib import Path
+
+    from sqlalchemy import func, select
+
+    from node.common.ratelimit import RateLimitBucket
+    from node.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            assert ratelimit.bucket_engine() is db.engine
+            return
+        main = Path(db.engine.url.database)
+        # The main file's write lock held, as a worker's BEGIN IMMEDIATE holds it: a take still passes.
+        holder = db.engine.raw_connection()
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            assert ratelimit.take("login", "203.0.113.9", Rate(5, 60)).allowed
+        finally:
+            holder.rollback()
+            holder.close()
+        side = ratelimit.bucket_engine()
+        assert Path(side.url.database) == main.with_name(f"{main.stem}.ratelimits{main.suffix}")
+        with side.connect() as connection:
+            assert connection.scalar(select(RateLimitBucket.tokens)) == 4
+        assert db.session.scalar(select(func.count()).select_from(RateLimitBucket)) == 0

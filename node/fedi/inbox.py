@@ -399,7 +399,8 @@ def store_many(activities: list[dict[str, Any]], signer: str, *, encoded: list[s
     if not activities:
         return []
     texts = encoded if encoded is not None else [None] * len(activities)
-    rows = [_row(activity, signer, text) for activity, text in zip(activities, texts, strict=True)]
+    received_at = utcnow().strftime(_TIME_FORMAT)  # one request: one time of receipt
+    rows = [_row(activity, signer, text, received_at) for activity, text in zip(activities, texts, strict=True)]
     first_index: dict[str, int] = {}
     for index, row in enumerate(rows):
         first_index.setdefault(row["activity_id"], index)
@@ -437,15 +438,37 @@ def _encode(activity: dict[str, Any]) -> str:
     return text
 
 
-def _row(activity: dict[str, Any], signer: str, text: str | None = None) -> dict[str, Any]:
+def _row(activity: dict[str, Any], signer: str, text: str | None = None, received_at: str | None = None,
+         ) -> dict[str, Any]:
     return {"activity_id": activity["id"], "activity_type": activity["type"][:40], "signer": signer,
             "activity": text if text is not None else _encode(activity),
-            "received_at": utcnow().strftime(_TIME_FORMAT),
+            "received_at": received_at or utcnow().strftime(_TIME_FORMAT),
             "shard": shard_of(activity)}
 
 
+#: PostgreSQL: the rows as one array per column, the same statement for every batch. A multi-row VALUES
+#: of 100 rows has 600 parameters, and psycopg rewrote that text for every batch (2 ms, a third of
+#: storing it); this one is parsed once and prepared. The arrays go in binary (``%b``): as text every
+#: quote of every activity was escaped by a regular expression in Python. ``WITH ORDINALITY ... ORDER
+#: BY``: the ids follow the batch's order, which is the order the worker applies them in.
+_INSERT_ARRAYS = (
+    "INSERT INTO inbox_items (activity_id, activity_type, signer, activity, state, received_at, shard) "
+    "SELECT activity_id, activity_type, %(signer)s, activity::json, 'pending', %(received_at)s::timestamp, shard "
+    "FROM unnest(%(activity_ids)b::text[], %(activity_types)b::text[], %(activities)b::text[], %(shards)b::int[]) "
+    "WITH ORDINALITY AS batch (activity_id, activity_type, activity, shard, position) ORDER BY position "
+    "ON CONFLICT (activity_id) DO NOTHING RETURNING activity_id, id"
+)
+
+
 def _insert_many(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The multi-row insert of ``rows`` (numbered parameters) in the driver's placeholder style."""
+    """The multi-row insert of ``rows`` (all of one signer, received together) in the driver's style."""
+    if db.engine.dialect.name == "postgresql":
+        return _INSERT_ARRAYS, {
+            "signer": rows[0]["signer"], "received_at": rows[0]["received_at"],
+            "activity_ids": [row["activity_id"] for row in rows],
+            "activity_types": [row["activity_type"] for row in rows],
+            "activities": [row["activity"] for row in rows],
+            "shards": [row["shard"] for row in rows]}
     style = _PLACEHOLDERS[db.engine.dialect.driver]
     values, params = [], {}
     for index, row in enumerate(rows):

@@ -37,6 +37,12 @@ def post_batch(target, sender, batch, *, body=None):
     return requests.post(url, data=body, headers=headers, timeout=30)
 
 
+def db_scalars(statement):
+    from node.extensions import db
+
+    return db.session.scalars(statement)
+
+
 def signed_create(node):
     return signed(node, create(node, signed(node, event_object(node))))
 
@@ -80,6 +86,11 @@ def test_a_batch_is_stored_in_one_request_and_each_activity_answered(pair):
     assert response.status_code == 202, response.text
     assert response.json()["results"] == [{"id": activity["id"], "status": 202} for activity in activities]
     assert inbox_count(paris) == 5
+    # Stored in the batch's order, the order the worker applies them in (one statement inserts them all).
+    from node.fedi.models import InboxItem
+
+    stored = paris.query(lambda: list(db_scalars(select(InboxItem.activity_id).order_by(InboxItem.id))))
+    assert stored == [activity["id"] for activity in activities]
     assert applied_events(paris) == 5
 
     again = post_batch(paris, lyon, batch_of(lyon, activities[:2] + [signed_create(lyon)]))

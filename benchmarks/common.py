@@ -113,6 +113,38 @@ def best_rate(work: Callable[[], int], *, repeat: int = 3) -> float:
     return best
 
 
+def process_cpu() -> float:
+    """CPU seconds this process has used (user + system)."""
+    return time.process_time()
+
+
+def database_server_cpu(database: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL server of this machine for ``database`` (the backends
+    serving its connections, and the background writers that serve every database), read from Linux's
+    /proc; None where that cannot be read. On a machine that also hosts its database, the server's
+    work shares the cores with the node's: a ratio on both cores is bounded by both."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for folder in Path("/proc").glob("[0-9]*"):
+            try:
+                text = (folder / "stat").read_text()
+                title = (folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # a process that ended meanwhile
+            if not text[text.find("(") + 1:text.rfind(")")].startswith(("postgres", "postmaster")):
+                continue
+            # A backend's title: "postgres: 15/main: <user> <database> <client>(<port>) <state>".
+            backend = "(" in title.split(": ", 2)[-1]
+            if backend and f" {database} " not in f" {title} ":
+                continue  # another database's client (a test suite running meanwhile)
+            fields = text[text.rfind(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+    except (OSError, ValueError):
+        return None
+
+
 # --- databases ------------------------------------------------------------------------------------
 
 

@@ -248,23 +248,42 @@ def single(backend: str, posts, count: int, *, durable: bool) -> dict[str, Any]:
         try:
             _prepare(app, ORIGIN_LIST)
             _warm_up(app)
+            server_before, cpu_before = _server_cpu_now(backend, url), common.process_cpu()
             started = time.perf_counter()
             _post_all(app, posts)
             posted = time.perf_counter()
             _apply_all(app)
             done = time.perf_counter()
+            cpu = common.process_cpu() - cpu_before
+            server = _server_cpu(backend, url, server_before)
             states = _states(app)
         finally:
             common.dispose(app)
-    return _outcome(count, started, posted, done, states)
+    return _outcome(count, started, posted, done, states, cpu, server)
 
 
-def _outcome(count: int, started: float, posted: float, done: float, states: dict[str, int]) -> dict[str, Any]:
+def _server_cpu_now(backend: str, url: str) -> float | None:
+    from sqlalchemy.engine import make_url
+
+    return common.database_server_cpu(make_url(url).database) if backend == "postgres" else None
+
+
+def _server_cpu(backend: str, url: str, before: float | None) -> float | None:
+    after = _server_cpu_now(backend, url)
+    return after - before if before is not None and after is not None else None
+
+
+def _outcome(count: int, started: float, posted: float, done: float, states: dict[str, int],
+             cpu: float, server_cpu: float | None) -> dict[str, Any]:
     return {
         "activities_per_second": count / (done - started),
         "inbox_per_second": count / (posted - started),
         "seconds": round(done - started, 3),
         "states": states,
+        # Where the cores went: the node's processes, and the PostgreSQL server on the same machine
+        # (its own processes: not in the node's count).
+        "cpu_ms_per_activity": {"node": round(cpu * 1000 / count, 3),
+                                "database_server": None if server_cpu is None else round(server_cpu * 1000 / count, 3)},
     }
 
 
@@ -279,23 +298,27 @@ def _ready_node(config: dict[str, Any], partition: tuple[int, int] | None = None
     return app
 
 
-def _poster(config: dict[str, Any], posts, start, finished) -> None:
+def _poster(config: dict[str, Any], posts, start, finished, measured) -> None:
     app = _ready_node(config)
     start.wait()
+    cpu = common.process_cpu()
     _post_all(app, posts)
     # The moment it is done, before tearing down (a process's exit is no part of the path). Monotonic
-    # time is one clock for every process of the machine.
-    finished.put(time.monotonic())
+    # time is one clock for every process of the machine. With the CPU time the work took.
+    finished.put((time.monotonic(), common.process_cpu() - cpu))
+    measured.wait(timeout=60)  # its database connections (server processes) counted first
     common.dispose(app)
 
 
-def _applier(config: dict[str, Any], partition: tuple[int, int] | None, start, posting_done, finished) -> None:
+def _applier(config: dict[str, Any], partition: tuple[int, int] | None, start, posting_done, finished,
+             measured) -> None:
     """``halles worker``'s inbox loop: apply what is pending, wait a moment when nothing is, stop once the
     posters are done and nothing is left."""
     from node.fedi.worker import process_inbox
 
     app = _ready_node(config, partition)
     start.wait()
+    cpu = common.process_cpu()
     with app.app_context():
         while True:
             if process_inbox():
@@ -303,7 +326,8 @@ def _applier(config: dict[str, Any], partition: tuple[int, int] | None, start, p
             if posting_done.is_set() and not process_inbox():
                 break
             time.sleep(0.002)
-    finished.put(time.monotonic())
+    finished.put((time.monotonic(), common.process_cpu() - cpu))
+    measured.wait(timeout=60)  # its database connections (server processes) counted first
     common.dispose(app)
 
 
@@ -323,21 +347,27 @@ def dual(backend: str, posts, count: int) -> dict[str, Any]:
         common.dispose(app)
         appliers = 2 if backend == "postgres" else 1
         start = context.Barrier(2 + appliers + 1)
-        posting_done = context.Event()
+        posting_done, measured = context.Event(), context.Event()
         posted_at, applied_at = context.Queue(), context.Queue()
-        posters = [context.Process(target=_poster, args=(config, posts[index::2], start, posted_at))
+        posters = [context.Process(target=_poster, args=(config, posts[index::2], start, posted_at, measured))
                    for index in range(2)]
         workers = [context.Process(target=_applier, args=(config, (index, appliers) if appliers > 1 else None,
-                                                          start, posting_done, applied_at))
+                                                          start, posting_done, applied_at, measured))
                    for index in range(appliers)]
         for child in posters + workers:
             child.start()
         try:
             start.wait(timeout=120)
             started = time.monotonic()
-            posted = max(posted_at.get(timeout=600) for _ in posters)
+            server_before = _server_cpu_now(backend, url)
+            posted_reports = [posted_at.get(timeout=600) for _ in posters]
             posting_done.set()
-            done = max(applied_at.get(timeout=600) for _ in workers)
+            applied_reports = [applied_at.get(timeout=600) for _ in workers]
+            server = _server_cpu(backend, url, server_before)
+            measured.set()
+            posted = max(at for at, _cpu in posted_reports)
+            done = max(at for at, _cpu in applied_reports)
+            cpu = sum(used for _at, used in posted_reports + applied_reports)
             for child in posters + workers:
                 child.join(timeout=60)
         finally:
@@ -349,8 +379,10 @@ def dual(backend: str, posts, count: int) -> dict[str, Any]:
         app = common.make_node(config, migrate=False)
         states = _states(app)
         common.dispose(app)
-    outcome = _outcome(count, started, posted, done, states)
+    outcome = _outcome(count, started, posted, done, states, cpu, server)
     outcome["worker_processes"] = appliers
+    # Of the two cores, the share that worked (the node's processes and the database server).
+    outcome["cores_busy"] = round((cpu + (server or 0.0)) / (done - started), 2)
     return outcome
 
 

@@ -7,22 +7,28 @@ event is written through the ORM. The worker applying a run of activities gets a
 the run is about is read up front in a few queries (``prefetch``), the events it holds are plain rows
 (``HeldEvent``: column values and occurrences, no ORM object) that each activity changes in memory after
 the same checks, and ``write_events`` writes the run's events and occurrences at the end in a few
-statements (SQLAlchemy Core executemany; the full-text search triggers fire as for any other write)."""
+statements (the driver's executemany, ``RunWriter``; the full-text search triggers fire as for any other
+write). What depends on a received object alone -- its conversion to columns and occurrences, the
+driver's form of what is stored as received -- is a ``PreparedEvent``, which the worker makes for a
+whole batch before it takes SQLite's write lock (``prepare_events``)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import JSON, DateTime, bindparam, delete, func, insert, select, text, update
 
 from federation.urls import same_origin
+from node.common import microcache
 from node.common.timeutil import utcnow
 from node.events.models import Event, EventOccurrence, city_key
 from node.extensions import db
@@ -62,6 +68,11 @@ class Lookups:
         self._stale_before: datetime | None = None
 
     # --- events -----------------------------------------------------------------------------------
+
+    def prepared_event(self, obj: dict[str, Any]) -> PreparedEvent:
+        """``obj`` converted (``prepare_event``): done here when asked; a run's lookups may hold it
+        already (converted before the run took the database's write lock)."""
+        return prepare_event(obj)
 
     def event(self, ap_id: str) -> Any:
         if ap_id not in self.events:
@@ -130,18 +141,243 @@ _DEFAULTED_KEYS = tuple(column.key for column in _EVENTS.c
 #: What a run reads of the events it holds: every column but the stored object, read only when an
 #: undated object has to be compared with it (``HeldEvent.remote_object``).
 _HELD_COLUMNS = tuple(column for column in _EVENTS.c if column.key != "remote_object")
-_UPDATE_EVENT = update(_EVENTS).where(_EVENTS.c.id == bindparam("_id"))
-_UPDATE_OCCURRENCE = update(_OCCURRENCES).where(_OCCURRENCES.c.id == bindparam("_id"))
-_HELD_EVENTS = select(*_HELD_COLUMNS).where(_EVENTS.c.ap_id.in_(bindparam("ap_ids", expanding=True)))
-_HELD_OCCURRENCES = (
-    select(_OCCURRENCES.c.id, _OCCURRENCES.c.event_id, _OCCURRENCES.c.starts_at, _OCCURRENCES.c.ends_at)
-    .where(_OCCURRENCES.c.event_id.in_(bindparam("event_ids", expanding=True))).order_by(_OCCURRENCES.c.starts_at))
 # The IN lists of a run's reads are one expanding parameter each (not one bound literal per value).
-_TOMBSTONES = select(Tombstone).where(Tombstone.ap_id.in_(bindparam("ap_ids", expanding=True)))
-_ANNOUNCES = (select(OutboxEntry).where(OutboxEntry.object_id.in_(bindparam("ap_ids", expanding=True)),
-                                        OutboxEntry.activity_type == "Announce").order_by(OutboxEntry.id))
 _ACTORS = select(RemoteActor).where(RemoteActor.ap_id.in_(bindparam("ap_ids", expanding=True)))
 _NEXT_EVENT_IDS = text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :count)")
+
+
+class HeldTombstone(NamedTuple):
+    """What a run reads of a tombstone (``Lookups.tombstone`` gives the ORM object alone)."""
+
+    ap_id: str
+    deleted_at: datetime
+
+
+class HeldAnnounce(NamedTuple):
+    """What a run reads of our latest re-share of an object (``Lookups.last_announce``)."""
+
+    object_id: str
+    audience: str
+
+
+class PreparedEvent:
+    """What storing a received event object needs that depends on the object alone (and on the node's
+    database dialect), computed before the database is asked anything: its column values (``fields``,
+    as ``object_to_event_fields`` gives them without the two times), the origin's ``updated`` and
+    ``published``, the occurrence spans of those values, and ``encoded``: column -> (value, the value in
+    the driver's form) for what a run writes as received (None outside a run). ``error``: the
+    ``ConversionError`` that refuses the object, if any."""
+
+    __slots__ = ("obj", "fields", "updated", "published", "spans", "encoded", "error")
+
+    def __init__(self, obj: dict[str, Any], fields: dict[str, Any] | None = None, *,
+                 updated: datetime | None = None, published: datetime | None = None,
+                 spans: tuple[tuple[datetime, datetime], ...] = (), encoded: dict[str, tuple[Any, Any]] | None = None,
+                 error: ConversionError | None = None) -> None:
+        self.obj = obj
+        self.fields = fields
+        self.updated = updated
+        self.published = published
+        self.spans = spans
+        self.encoded = encoded
+        self.error = error
+
+
+def prepare_event(obj: dict[str, Any], writer: RunWriter | None = None) -> PreparedEvent:
+    """``obj`` converted to event fields and occurrence spans; with ``writer`` (a run), the values it
+    writes as received encoded for the driver too. Pure: reads nothing from the database."""
+    from node.events.services import occurrence_spans
+
+    try:
+        fields = object_to_event_fields(obj)
+    except ConversionError as exc:
+        return PreparedEvent(obj, error=exc)
+    updated = fields.pop("updated_at")
+    published = fields.pop("published_at")
+    spans = occurrence_spans(fields["starts_at"], fields["ends_at"], fields["timezone"], fields["rrule"],
+                             fields["exdates"])
+    encoded = writer.encode_received(fields, obj, updated) if writer is not None else None
+    return PreparedEvent(obj, fields, updated=updated, published=published, spans=spans, encoded=encoded)
+
+
+def _is_event_object(obj: Any) -> bool:
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    return kind == "Event" or (isinstance(kind, list) and "Event" in kind)
+
+
+def prepare_events(activities: Iterable[dict[str, Any]]) -> dict[int, PreparedEvent]:
+    """The embedded event objects of the Create and Update activities among ``activities``, prepared
+    (``prepare_event``) for a run: by ``id()`` of the object, which the run's activities must keep
+    alive (``RunLookups.prepared_event`` checks it is the same object)."""
+    writer = run_writer()
+    prepared: dict[int, PreparedEvent] = {}
+    for activity in activities:
+        obj = activity.get("object")
+        if activity.get("type") in ("Create", "Update") and _is_event_object(obj):
+            prepared[id(obj)] = prepare_event(obj, writer)
+    return prepared
+
+
+def _json_text(value: Any) -> str:
+    """``json.dumps(value)``, the empty list and object (most tags, exception dates and accessibility
+    flags) without a call."""
+    if not value:
+        if value.__class__ is list:
+            return "[]"
+        if value.__class__ is dict:
+            return "{}"
+    return json.dumps(value)
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's DateTime binds on SQLite ("%Y-%m-%d %H:%M:%S.%f", the zone ignored)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.isoformat(" ", "microseconds")
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class RunWriter:
+    """The SQL of a run's writes and their parameters in the driver's own form, executed with the
+    driver's executemany on the session's connection (in its transaction): SQLAlchemy's per-row bind
+    processing and execution machinery cost about as much as the inserts themselves on SQLite. Values
+    are bound as SQLAlchemy would bind them: JSON as the dialect's serializer writes it (``json.dumps``;
+    None as JSON null), DateTime as SQLAlchemy's SQLite text or, for psycopg, as is."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.postgres = dialect.name == "postgresql"
+        dumps = _json_text if dialect._json_serializer in (None, json.dumps) else dialect._json_serializer
+        mark = "%s" if self.postgres else "?"
+        quote = dialect.identifier_preparer.quote
+        self.mark = mark
+        self.quote = quote
+        self.json_keys = frozenset(column.key for column in _EVENTS.c if isinstance(column.type, JSON))
+        converters: dict[str, Any] = dict.fromkeys(self.json_keys, dumps)
+        if not self.postgres:
+            converters.update(dict.fromkeys(
+                (column.key for column in _EVENTS.c if isinstance(column.type, DateTime)), _sqlite_time))
+        self.converters = converters
+        self.time = (lambda value: value) if self.postgres else _sqlite_time
+        #: (index in ``_EVENT_KEYS``, key, converter) of the columns whose value the driver cannot take as is.
+        self.converted = tuple((index, key, converters[key]) for index, key in enumerate(_EVENT_KEYS)
+                               if key in converters)
+        self.insert_event = "INSERT INTO events ({}) VALUES ({})".format(
+            ", ".join(quote(column.name) for column in _EVENTS.c),
+            ", ".join(self._placeholder(column.key) for column in _EVENTS.c))
+        self._updates: dict[tuple[str, ...], str] = {}
+        self.delete_occurrence = f"DELETE FROM event_occurrences WHERE id = {mark}"
+        self.update_occurrence = f"UPDATE event_occurrences SET ends_at = {mark} WHERE id = {mark}"
+        self.insert_occurrence = (f"INSERT INTO event_occurrences (event_id, starts_at, ends_at) "
+                                  f"VALUES ({mark}, {mark}, {mark})")
+        # Reads: the values SQLAlchemy's result processors give (a DateTime's text parsed on SQLite, a
+        # JSON's decoded; psycopg hands both over as Python values already).
+        self.held_keys = tuple(column.key for column in _HELD_COLUMNS)
+        if self.postgres:  # psycopg's own values are SQLAlchemy's: it has no processor for these columns
+            self.held_processors: tuple[tuple[int, Any], ...] = ()
+            self.read_time = lambda value: value
+        else:
+            processors = [(index, column.type.dialect_impl(dialect).result_processor(dialect, None))
+                          for index, column in enumerate(_HELD_COLUMNS)]
+            self.held_processors = tuple((index, process) for index, process in processors if process is not None)
+            self.read_time = DateTime().dialect_impl(dialect).result_processor(dialect, None)
+        self.held_events = "SELECT {} FROM events WHERE ap_id IN ({{marks}})".format(
+            ", ".join(quote(column.name) for column in _HELD_COLUMNS))
+        self.held_occurrences = ("SELECT id, event_id, starts_at, ends_at FROM event_occurrences "
+                                 "WHERE event_id IN ({marks}) ORDER BY starts_at")
+        self.tombstones = "SELECT ap_id, deleted_at FROM tombstones WHERE ap_id IN ({marks})"
+        self.announces = ("SELECT object_id, audience FROM outbox_entries WHERE object_id IN ({marks}) "
+                          "AND activity_type = 'Announce' ORDER BY id")
+        self.blocked = f"SELECT domain FROM remote_servers WHERE blocked = {mark}"
+        self.followed = ("SELECT DISTINCT remote_actors.domain FROM remote_actors JOIN follows "
+                         "ON follows.actor_id = remote_actors.id "
+                         "WHERE follows.direction = 'outgoing' AND follows.state = 'accepted'")
+
+    def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """The rows of ``sql`` (``{marks}``: one placeholder per parameter) on the session's connection."""
+        if "{marks}" in sql:
+            sql = sql.format(marks=", ".join([self.mark] * len(params)))
+        cursor = db.session.connection().connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _placeholder(self, key: str) -> str:
+        return f"{self.mark}::json" if self.postgres and key in self.json_keys else self.mark
+
+    def update_event(self, keys: tuple[str, ...]) -> str:
+        """``UPDATE events SET <keys> WHERE id = ?`` (parameters: the values of ``keys``, then the id)."""
+        sql = self._updates.get(keys)
+        if sql is None:
+            columns = _EVENTS.c
+            sets = ", ".join(f"{self.quote(columns[key].name)} = {self._placeholder(key)}" for key in keys)
+            sql = self._updates[keys] = f"UPDATE events SET {sets} WHERE id = {self.mark}"
+        return sql
+
+    def encode_received(self, fields: dict[str, Any], obj: dict[str, Any],
+                        updated: datetime | None) -> dict[str, tuple[Any, Any]]:
+        """column -> (value, driver form) for the values a run stores as received (``event_params``
+        uses them while the row still holds that very value)."""
+        converters = self.converters
+        encoded = {key: (value, converters[key](value)) for key, value in fields.items() if key in converters}
+        encoded["remote_object"] = (obj, converters["remote_object"](obj))
+        if updated is not None and "updated_at" in converters:
+            encoded["updated_at"] = (updated, converters["updated_at"](updated))
+        return encoded
+
+    def event_params(self, row: dict[str, Any], encoded: dict[str, tuple[Any, Any]] | None) -> list[Any]:
+        params = [row[key] for key in _EVENT_KEYS]
+        for index, key, convert in self.converted:
+            value = params[index]
+            known = encoded.get(key) if encoded else None
+            params[index] = known[1] if known is not None and known[0] is value else convert(value)
+        return params
+
+    def change_params(self, values: dict[str, Any], encoded: dict[str, tuple[Any, Any]] | None) -> list[Any]:
+        converters = self.converters
+        params = []
+        for key, value in values.items():
+            convert = converters.get(key)
+            if convert is not None:
+                known = encoded.get(key) if encoded else None
+                value = known[1] if known is not None and known[0] is value else convert(value)
+            params.append(value)
+        return params
+
+
+_WRITERS: dict[tuple[str, Any], RunWriter] = {}
+
+
+def run_writer() -> RunWriter:
+    """The writer of the current database's dialect (made once per dialect and JSON serializer)."""
+    dialect = db.session.get_bind().dialect
+    key = (dialect.name, dialect._json_serializer)
+    writer = _WRITERS.get(key)
+    if writer is None:
+        writer = _WRITERS[key] = RunWriter(dialect)
+    return writer
+
+
+def note_driver_write() -> None:
+    """What is written through the driver's cursor bypasses the session's events: tell the listing
+    cache (node/common/microcache.py) that the session's transaction wrote, as a write through the
+    session itself would, so that its commit empties the cache."""
+    microcache._note_write(db.session())
+
+
+def _uuid4_texts(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as ``str(uuid.uuid4())`` writes them, from one read of the
+    system's random source."""
+    raw = bytearray(os.urandom(16 * count))
+    texts = []
+    for start in range(0, 16 * count, 16):
+        raw[start + 6] = raw[start + 6] & 0x0F | 0x40  # version 4
+        raw[start + 8] = raw[start + 8] & 0x3F | 0x80  # RFC 4122 variant
+        hexa = raw[start:start + 16].hex()
+        texts.append(f"{hexa[:8]}-{hexa[8:12]}-{hexa[12:16]}-{hexa[16:20]}-{hexa[20:]}")
+    return texts
 
 
 class HeldEvent:
@@ -149,15 +385,17 @@ class HeldEvent:
     ``stored``: the values the database has (None for an event the run creates); ``occurrences``:
     ``[id, starts_at, ends_at, order]`` lists (id None for a row to insert, ``order`` the run-wide order
     in which such rows were added, so they get their ids in that order); ``stored_ends``: occurrence
-    id -> ``ends_at`` in the database. Reads like an ``Event`` where the checks need it."""
+    id -> ``ends_at`` in the database; ``encoded``: the driver's form of the values of the version
+    received last (``PreparedEvent.encoded``). Reads like an ``Event`` where the checks need it."""
 
-    __slots__ = ("row", "stored", "occurrences", "stored_ends")
+    __slots__ = ("row", "stored", "occurrences", "stored_ends", "encoded")
 
     def __init__(self, row: dict[str, Any], stored: dict[str, Any] | None) -> None:
         self.row = row
         self.stored = stored
         self.occurrences: list[list[Any]] = []
         self.stored_ends: dict[int, datetime] = {}
+        self.encoded: dict[str, tuple[Any, Any]] | None = None
 
     @property
     def origin_actor_id(self) -> int | None:
@@ -184,15 +422,26 @@ class RunLookups(Lookups):
     blocked and followed servers. ``upsert_remote_event`` makes the same checks as alone and records
     its outcome in the rows (``hold_event``): a later activity of the run about the same event sees
     that version. ``write_events`` then writes them all. Only valid while nothing else changes that
-    state: the worker makes a new one after any activity it applies on its own (a Delete, a Follow...)."""
+    state: the worker makes a new one after any activity it applies on its own (a Delete, a Follow...).
 
-    def __init__(self) -> None:
+    ``prepared``: the run's event objects converted beforehand (``prepare_events``: the worker does it
+    before taking SQLite's write lock); an object not among them is converted when it is applied."""
+
+    def __init__(self, prepared: dict[int, PreparedEvent] | None = None) -> None:
         super().__init__()
         self.events: dict[str, HeldEvent | None] = {}
         #: ap_id -> the events the run created or changed, in the order of their first change.
         self.changed: dict[str, HeldEvent] = {}
+        self.prepared = prepared if prepared is not None else {}
         self._added = itertools.count()
         self._city_keys: dict[str | None, str] = {}
+        self._uuids: list[str] = []
+
+    def prepared_event(self, obj: dict[str, Any]) -> PreparedEvent:
+        prepared = self.prepared.get(id(obj))
+        if prepared is None or prepared.obj is not obj:
+            prepared = self.prepared[id(obj)] = prepare_event(obj, run_writer())
+        return prepared
 
     def prefetch(self, activities: Iterable[dict[str, Any]]) -> None:
         objects: set[str] = set()
@@ -207,22 +456,26 @@ class RunLookups(Lookups):
                 attributed = _first_id(obj.get("attributedTo"))
                 if attributed:
                     actors.add(attributed)
+        sql = run_writer()
         wanted_objects = sorted(objects - self.events.keys())
         if wanted_objects:
             self._read_events(wanted_objects)
             self.tombstones.update(dict.fromkeys(wanted_objects))
-            for tombstone in db.session.scalars(_TOMBSTONES, {"ap_ids": wanted_objects}):
-                self.tombstones[tombstone.ap_id] = tombstone
+            read_time = sql.read_time
+            for ap_id, deleted_at in sql.fetch(sql.tombstones, wanted_objects):
+                self.tombstones[ap_id] = HeldTombstone(ap_id, read_time(deleted_at))
             self.announces.update(dict.fromkeys(wanted_objects))
-            for entry in db.session.scalars(_ANNOUNCES, {"ap_ids": wanted_objects}):
-                self.announces[entry.object_id] = entry  # the latest wins
+            for object_id, audience in sql.fetch(sql.announces, wanted_objects):
+                self.announces[object_id] = HeldAnnounce(object_id, audience)  # the latest wins
         wanted_actors = sorted(actors - self.actors.keys())
         if wanted_actors:
             self.actors.update(dict.fromkeys(wanted_actors))
             for actor in db.session.scalars(_ACTORS, {"ap_ids": wanted_actors}):
                 self.actors[actor.ap_id] = actor
-        self.blocked_domains()
-        self.followed_domains()
+        if self._blocked is None:
+            self._blocked = {domain for (domain,) in sql.fetch(sql.blocked, [True])}
+        if self._followed is None:
+            self._followed = {domain for (domain,) in sql.fetch(sql.followed, [])}
 
     def event(self, ap_id: str) -> HeldEvent | None:
         if ap_id not in self.events:
@@ -232,27 +485,33 @@ class RunLookups(Lookups):
     def _read_events(self, ap_ids: list[str]) -> None:
         """The stored events ``ap_ids`` and their occurrences, in two queries."""
         self.events.update(dict.fromkeys(ap_ids))
-        keys = [column.key for column in _HELD_COLUMNS]
+        sql = run_writer()
+        keys, processors = sql.held_keys, sql.held_processors
         by_id: dict[int, HeldEvent] = {}
-        for values in db.session.execute(_HELD_EVENTS, {"ap_ids": ap_ids}):
+        for stored in sql.fetch(sql.held_events, ap_ids):
+            values = list(stored)
+            for index, process in processors:
+                values[index] = process(values[index])
             row = dict(zip(keys, values, strict=True))
             held = self.events[row["ap_id"]] = by_id[row["id"]] = HeldEvent(row, dict(row))
         if by_id:
-            for occurrence_id, event_id, starts_at, ends_at in db.session.execute(
-                    _HELD_OCCURRENCES, {"event_ids": list(by_id)}):
+            read_time = sql.read_time
+            for occurrence_id, event_id, starts_at, ends_at in sql.fetch(sql.held_occurrences, list(by_id)):
                 held = by_id[event_id]
-                held.occurrences.append([occurrence_id, starts_at, ends_at, None])
+                ends_at = read_time(ends_at)
+                held.occurrences.append([occurrence_id, read_time(starts_at), ends_at, None])
                 held.stored_ends[occurrence_id] = ends_at
 
-    def hold_event(self, held: HeldEvent | None, fields: dict[str, Any], obj: dict[str, Any], origin: RemoteActor,
+    def hold_event(self, held: HeldEvent | None, prepared: PreparedEvent, obj: dict[str, Any], origin: RemoteActor,
                    *, updated: datetime, shared_by: RemoteActor | None) -> None:
         """A new event (``held`` None), or the new version of a held one, as ``upsert_remote_event``
         decided it: the same values and occurrences the ORM path would give it."""
-        from node.events.services import occurrence_spans
-
+        fields = prepared.fields
         if held is None:
+            if not self._uuids:
+                self._uuids = _uuid4_texts(64)
             row = dict.fromkeys(_EVENT_KEYS)
-            row.update(uuid=str(uuid.uuid4()), origin_actor_id=origin.id, created_at=utcnow(),
+            row.update(uuid=self._uuids.pop(), origin_actor_id=origin.id, created_at=utcnow(),
                        shared_by_actor_id=shared_by.id if shared_by is not None else None)
             held = self.events[fields["ap_id"]] = HeldEvent(row, None)
         row = held.row
@@ -265,7 +524,8 @@ class RunLookups(Lookups):
         row["city_key"] = self._city_keys[city]
         row["updated_at"] = updated
         row["remote_object"] = obj
-        spans = occurrence_spans(row["starts_at"], row["ends_at"], row["timezone"], row["rrule"], row["exdates"])
+        held.encoded = prepared.encoded
+        spans = prepared.spans  # those of row's dates, rule and exception dates: all of them from ``fields``
         # As expand_occurrences: rows at a start still wanted stay (with their id), the others go.
         wanted = dict(spans)
         kept = {occurrence[1]: occurrence for occurrence in held.occurrences if occurrence[1] in wanted}
@@ -281,56 +541,77 @@ class RunLookups(Lookups):
     def write_events(self) -> None:
         """Write what the run created or changed: the new events in one INSERT, the changed ones in
         one UPDATE per set of changed columns (as the ORM, only columns whose value changed), then the
-        occurrences: one DELETE, one UPDATE of ends and one INSERT. Many rows, one statement each
-        (executemany). On SQLite the caller holds the write lock (see ``_new_event_ids``)."""
+        occurrences: one DELETE, one UPDATE of ends and one INSERT. Many rows, one statement each,
+        through the driver's executemany (``RunWriter``). On SQLite the caller holds the write lock (see
+        ``_new_event_ids``)."""
         if not self.changed:
             return
         held = list(self.changed.values())
         self.changed = {}
+        writer = run_writer()
+        cursor = db.session.connection().connection.cursor()
+        try:
+            self._write(held, writer, cursor)
+        finally:
+            cursor.close()
+        note_driver_write()
+        _expire_orm_copies({event.row["id"] for event in held if event.stored is not None})
+
+    @staticmethod
+    def _write(held: list[HeldEvent], writer: RunWriter, cursor: Any) -> None:
         new = [event for event in held if event.stored is None]
         if new:
-            inserts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            plain: list[list[Any]] = []
+            defaulted_rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for event, event_id in zip(new, _new_event_ids(len(new)), strict=True):
                 row = event.row
                 row["id"] = event_id
                 defaulted = tuple(key for key in _DEFAULTED_KEYS if row[key] is None)
-                if defaulted:
-                    row = {key: value for key, value in row.items() if key not in defaulted}
-                inserts.setdefault(defaulted, []).append(row)
-            for rows in inserts.values():
+                if defaulted:  # the column defaults, as the ORM applies them: SQLAlchemy's insert
+                    defaulted_rows.setdefault(defaulted, []).append(
+                        {key: value for key, value in row.items() if key not in defaulted})
+                else:
+                    plain.append(writer.event_params(row, event.encoded))
+            if plain:
+                cursor.executemany(writer.insert_event, plain)
+            for rows in defaulted_rows.values():
                 db.session.execute(insert(_EVENTS), rows)
-        changes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        changes: dict[tuple[str, ...], list[list[Any]]] = {}
         for event in held:
             stored = event.stored
             if stored is None:
                 continue
-            values = {key: value for key, value in event.row.items() if key not in stored or stored[key] != value}
+            row = event.row
+            values = {key: value for key, value in row.items() if key not in stored or stored[key] != value}
             if values:
-                values["_id"] = event.row["id"]
-                changes.setdefault(tuple(values), []).append(values)
-        for rows in changes.values():
-            db.session.execute(_UPDATE_EVENT, rows)
-        gone: list[int] = []
-        ends: list[dict[str, Any]] = []
-        added: list[tuple[int, dict[str, Any]]] = []
+                params = writer.change_params(values, event.encoded)
+                params.append(row["id"])
+                changes.setdefault(tuple(values), []).append(params)
+        for keys, rows in changes.items():
+            cursor.executemany(writer.update_event(keys), rows)
+        gone: list[tuple[int]] = []
+        ends: list[tuple[Any, int]] = []
+        added: list[tuple[int, int, datetime, datetime]] = []
         for event in held:
             kept = set()
+            event_id = event.row["id"]
             for occurrence_id, starts_at, ends_at, order in event.occurrences:
                 if occurrence_id is None:
-                    added.append((order, {"event_id": event.row["id"], "starts_at": starts_at, "ends_at": ends_at}))
+                    added.append((order, event_id, starts_at, ends_at))
                 else:
                     kept.add(occurrence_id)
                     if event.stored_ends[occurrence_id] != ends_at:
-                        ends.append({"_id": occurrence_id, "ends_at": ends_at})
-            gone.extend(occurrence_id for occurrence_id in event.stored_ends if occurrence_id not in kept)
+                        ends.append((writer.time(ends_at), occurrence_id))
+            gone.extend((occurrence_id,) for occurrence_id in event.stored_ends if occurrence_id not in kept)
         if gone:
-            db.session.execute(delete(_OCCURRENCES).where(_OCCURRENCES.c.id.in_(gone)))
+            cursor.executemany(writer.delete_occurrence, gone)
         if ends:
-            db.session.execute(_UPDATE_OCCURRENCE, ends)
+            cursor.executemany(writer.update_occurrence, ends)
         if added:
             added.sort(key=itemgetter(0))
-            db.session.execute(insert(_OCCURRENCES), [values for _order, values in added])
-        _expire_orm_copies({event.row["id"] for event in held if event.stored is not None})
+            time = writer.time
+            cursor.executemany(writer.insert_occurrence, [(event_id, time(starts_at), time(ends_at))
+                                                          for _order, event_id, starts_at, ends_at in added])
 
 
 def _new_event_ids(count: int) -> Iterable[int]:
@@ -392,13 +673,12 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
 
     Alone, the event is written through the ORM; in a run (``RunLookups``), the same decision is kept
     in the run's rows, written at its end."""
-    try:
-        fields = object_to_event_fields(obj)
-    except ConversionError as exc:
-        raise RefusedObject(str(exc)) from exc
-    updated = fields.pop("updated_at")
-    published = fields.pop("published_at")
     known = lookups()
+    prepared = known.prepared_event(obj)
+    if prepared.error is not None:
+        raise RefusedObject(str(prepared.error)) from prepared.error
+    fields = prepared.fields
+    updated, published = prepared.updated, prepared.published
     event = known.event(fields["ap_id"])
     if event is not None:
         if event.origin_actor_id is None:
@@ -419,7 +699,7 @@ def upsert_remote_event(obj: dict[str, Any], origin: RemoteActor, *, shared_by: 
             return "stale"
         updated = updated or published or utcnow()
     if isinstance(known, RunLookups):
-        known.hold_event(event, fields, obj, origin, updated=updated, shared_by=shared_by)
+        known.hold_event(event, prepared, obj, origin, updated=updated, shared_by=shared_by)
     else:
         _store_event(event, fields, obj, origin, updated=updated, shared_by=shared_by, known=known)
     return "created" if event is None else "updated"

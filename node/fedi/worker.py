@@ -5,7 +5,9 @@ Create or Update of an embedded object by a known actor: nearly all of a festiva
 applied in one transaction: what they are about is read up front in a few queries, each activity is
 checked and decided in memory, the events and occurrences of the whole run are written at its end in a
 few executemany statements (``remote.RunLookups``), and the items are marked with one statement per
-outcome. Any other activity (a Follow, a Delete, an Announce to fetch, an unknown actor) is applied on
+outcome; the items, the run's reads and its writes go through the driver's own cursor. The event objects
+of a claimed batch are converted before any of this (``remote.prepare_events``): on SQLite, before the
+write lock is taken. Any other activity (a Follow, a Delete, an Announce to fetch, an unknown actor) is applied on
 its own through the ORM, as is every activity of a run that failed: an error or a refusal then rolls
 back that activity alone. On SQLite a run is its own transaction, opened with ``BEGIN IMMEDIATE`` (the
 write lock is taken before reading, so the run never fails on a lock upgrade, and the ids after the
@@ -14,19 +16,28 @@ rows (``FOR UPDATE SKIP LOCKED``), a run one savepoint in it."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import text
 
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi import delivery, sync
 from node.fedi.handlers import applies_without_fetching, apply
 from node.fedi.models import InboxItem
-from node.fedi.remote import RefusedObject, RunLookups, batch_lookups
+from node.fedi.remote import (
+    PreparedEvent,
+    RefusedObject,
+    RunLookups,
+    batch_lookups,
+    note_driver_write,
+    prepare_events,
+    run_writer,
+)
 from node.worker import register_task
 
 log = logging.getLogger("halles.inbox")
@@ -34,12 +45,49 @@ log = logging.getLogger("halles.inbox")
 #: processes wait for it to store what they receive: 100 (one received batch) keeps that wait near 20 ms
 #: where 200 made it 40, and measured faster with web and worker on both cores (ingest benchmark).
 INBOX_BATCH = 100
-_INBOX = InboxItem.__table__
-_PENDING = (select(_INBOX.c.id, _INBOX.c.activity)
-            .where(_INBOX.c.id.in_(bindparam("item_ids", expanding=True)), _INBOX.c.state == "pending")
-            .order_by(_INBOX.c.id))
-_MARK = (update(_INBOX).where(_INBOX.c.id.in_(bindparam("item_ids", expanding=True)))
-         .values(state=bindparam("new_state"), error=bindparam("note"), processed_at=bindparam("at")))
+#: The worker reads and marks inbox items through the driver's own cursor, in the session's
+#: transaction: the activity as its JSON text (decoded once, here), the mark's time in the form
+#: SQLAlchemy binds it (``RunWriter.time``). ``{mark}``: the driver's placeholder.
+_CLAIM_SQL = "SELECT id, {activity} FROM inbox_items WHERE state = 'pending'{shard} ORDER BY id LIMIT {mark}{lock}"
+_PENDING_SQL = "SELECT id, {activity} FROM inbox_items WHERE id IN ({marks}) AND state = 'pending' ORDER BY id"
+_MARK_SQL = "UPDATE inbox_items SET state = {mark}, error = {mark}, processed_at = {mark} WHERE id IN ({marks})"
+
+
+class _Received:
+    """The batch's activities as read: item id -> (JSON text, decoded activity). A later read of the
+    same text reuses the decoded activity, and with it what was prepared from it."""
+
+    def __init__(self) -> None:
+        self.items: dict[int, tuple[str, dict[str, Any]]] = {}
+
+    def decode(self, rows: Iterable[tuple[int, Any]]) -> list[tuple[int, dict[str, Any]]]:
+        decoded = []
+        items = self.items
+        for item_id, stored in rows:
+            known = items.get(item_id)
+            if known is not None and known[0] == stored:
+                activity = known[1]
+            else:
+                activity = json.loads(stored) if isinstance(stored, str) else stored
+                items[item_id] = (stored, activity)
+            decoded.append((item_id, activity))
+        return decoded
+
+
+def _driver_sql(sql: str, count: int = 0, **parts: str) -> tuple[str, bool]:
+    postgres = db.engine.dialect.name == "postgresql"
+    mark = "%s" if postgres else "?"
+    return sql.format(mark=mark, marks=", ".join([mark] * count),
+                      activity="activity::text" if postgres else "activity", **parts), postgres
+
+
+def _fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    cursor = db.session.connection().connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def process_inbox(limit: int = INBOX_BATCH) -> int:
@@ -48,40 +96,60 @@ def process_inbox(limit: int = INBOX_BATCH) -> int:
     ``halles worker --processes N`` (PostgreSQL) gives each process a partition (``HALLES_WORKER_PARTITION``
     = (index, count)): items are split by the object they are about (``InboxItem.shard``, set when
     stored), so the Create and the Updates of one event are applied by one process, in order, and two
-    processes never race to insert it."""
-    query = select(InboxItem.id).where(InboxItem.state == "pending").order_by(InboxItem.id).limit(limit)
+    processes never race to insert it.
+
+    SQLite: the pending items are read and their event objects converted (``remote.prepare_events``:
+    what depends on the activity alone) before the write lock is taken, so the web processes, which
+    wait for that lock to store what they receive, wait for the database work only. Under the lock each
+    run reads its items again (only those still pending, and an activity whose stored text changed
+    meanwhile is decoded and converted again) and everything it decides on."""
     postgres = db.engine.dialect.name == "postgresql"
+    shard, params = "", [limit]
     if postgres:
-        query = query.with_for_update(skip_locked=True)
         partition = current_app.config.get("HALLES_WORKER_PARTITION")
         if partition and partition[1] > 1:
-            query = query.where(InboxItem.shard % partition[1] == partition[0])
-    ids = list(db.session.scalars(query))
-    if not ids:
+            shard, params = " AND shard %% %s = %s", [partition[1], partition[0], limit]
+    sql, _postgres = _driver_sql(_CLAIM_SQL, shard=shard, lock=" FOR UPDATE SKIP LOCKED" if postgres else "")
+    received = _Received()
+    rows = received.decode(_fetch(sql, params))
+    if not rows:
         db.session.rollback()
         return 0
+    ids = [item_id for item_id, _activity in rows]
+    prepared = prepare_events(activity for _id, activity in rows)
     if postgres:
-        _walk(ids, run=_run_in_savepoint, alone=_apply_in_savepoint, begin=lambda: None)
+        # The claimed rows are locked by this transaction: no one else changes them until it ends.
+        _walk(ids, run=_run_in_savepoint, alone=_apply_in_savepoint, begin=lambda: None,
+              received=received, prepared=prepared, claimed=rows)
         db.session.commit()
     else:
         db.session.rollback()
-        _walk(ids, run=_run_in_transaction, alone=_apply_alone, begin=_begin_immediate)
+        _walk(ids, run=_run_in_transaction, alone=_apply_alone, begin=_begin_immediate,
+              received=received, prepared=prepared)
     return len(ids)
 
 
 def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], RunLookups], None],
-          alone: Callable[[int], None], begin: Callable[[], None]) -> None:
+          alone: Callable[[int], None], begin: Callable[[], None], received: _Received | None = None,
+          prepared: dict[int, PreparedEvent] | None = None,
+          claimed: list[tuple[int, dict[str, Any]]] | None = None) -> None:
     """Apply the items ``ids`` (ascending) in order: runs of activities that need no fetch with
     ``run``, the others one by one with ``alone``. What a run needs is read again after activities
-    applied alone (they may have changed follows, blocks, actors, events...)."""
+    applied alone (they may have changed follows, blocks, actors, events...). ``received``: the
+    activities read so far; ``prepared``: their event objects converted; ``claimed``: the pending rows
+    as claimed, when nothing can have changed them since (PostgreSQL's locked rows)."""
+    received = received if received is not None else _Received()
+    prepared = prepared if prepared is not None else {}
     remaining = ids
+    rows = claimed
     while remaining:
         begin()
-        rows = _pending(remaining)
+        if rows is None:
+            rows = _pending(remaining, received)
         if not rows:
             db.session.rollback()
             return
-        known = RunLookups()
+        known = RunLookups(prepared)
         known.prefetch(activity for _id, activity in rows)
         fast = [applies_without_fetching(activity, known) for _id, activity in rows]
         leading = next((index for index, value in enumerate(fast) if value != fast[0]), len(rows))
@@ -94,11 +162,14 @@ def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], RunLookups],
                 alone(item_id)
         done = rows[leading - 1][0]
         remaining = [item_id for item_id in remaining if item_id > done]
+        rows = None
 
 
-def _pending(ids: list[int]) -> list[tuple[int, dict[str, Any]]]:
-    rows = db.session.execute(_PENDING, {"item_ids": ids})
-    return [(item_id, activity) for item_id, activity in rows]
+def _pending(ids: list[int], received: _Received | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """The items ``ids`` still pending, in order, with their activities (decoded again only when their
+    text is not the one ``received`` holds)."""
+    sql, _postgres = _driver_sql(_PENDING_SQL, len(ids))
+    return (received or _Received()).decode(_fetch(sql, ids))
 
 
 def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:
@@ -110,9 +181,15 @@ def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> No
             marks.setdefault(_outcome_state(apply(activity)), []).append(item_id)
     known.write_events()
     db.session.flush()  # what the run wrote through the ORM (directory entries, forwarded re-shares)
-    at = utcnow()
-    for (state, note), item_ids in marks.items():  # one statement per outcome: "applied" for most
-        db.session.execute(_MARK, {"item_ids": item_ids, "new_state": state, "note": note, "at": at})
+    at = run_writer().time(utcnow())
+    cursor = db.session.connection().connection.cursor()
+    try:
+        for (state, note), item_ids in marks.items():  # one statement per outcome: "applied" for most
+            sql, _postgres = _driver_sql(_MARK_SQL, len(item_ids))
+            cursor.execute(sql, [state, note, at, *item_ids])
+    finally:
+        cursor.close()
+    note_driver_write()
 
 
 def _run_in_transaction(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:

@@ -46,6 +46,11 @@ class _DatabaseInteger(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def is_locked(exc: OperationalError) -> bool:
+    """SQLite's "database is locked" (SQLITE_BUSY) once the wait for the write lock ran out."""
+    return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) == 5
+
+
 def is_disk_full(exc: OperationalError) -> bool:
     """The database refused a write for lack of space (SQLite: disk or ``max_page_count``; PostgreSQL:
     disk_full)."""
@@ -95,6 +100,17 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _database_error(exc: OperationalError):
+        if is_locked(exc):
+            # SQLite: another writer held the lock longer than a request waits (15 s). Nothing was
+            # written; a peer or a person can simply try again.
+            app.logger.warning("database busy: %s", exc.orig)
+            detail = "the database is busy: nothing was saved. Try again in a few seconds"
+            headers = {"Retry-After": "5"}
+            if wants_json():
+                response = problem(503, "Service unavailable", detail)
+                response.headers.update(headers)
+                return response
+            return render_template("error.html", status=503, title="Service unavailable", detail=detail), 503, headers
         if not is_disk_full(exc):
             raise exc
         # The failed transaction is rolled back (the session is removed after the request): what was

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -408,12 +408,7 @@ def store_many(activities: list[dict[str, Any]], signer: str, *, encoded: list[s
     insert_sql, stored_sql = _statements()
     many_sql, params = _insert_many(unique)
     with _driver_connection(many_sql, params) as driver:
-        cursor = driver.cursor()
-        try:
-            cursor.execute(many_sql, params)
-            inserted = dict(cursor.fetchall())
-        finally:
-            cursor.close()
+        inserted = dict(_insert_when_free(driver, many_sql, params))
         driver.commit()
         verdicts = []
         for index, (activity, row) in enumerate(zip(activities, rows, strict=True)):
@@ -424,6 +419,55 @@ def store_many(activities: list[dict[str, Any]], signer: str, *, encoded: list[s
             else:
                 verdicts.append(_store(driver, activity, row, insert_sql, stored_sql))
         return verdicts
+
+
+#: SQLite: how long a request waits for the write lock (the same as every connection's busy_timeout),
+#: and how often it looks whether the lock is free.
+_LOCK_WAIT_SECONDS = 15.0
+_LOCK_POLL_SECONDS = 0.0005
+_SQLITE_BUSY = 5
+
+
+def _insert_when_free(driver: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    """Run an ``INSERT ... RETURNING`` and return its rows. On SQLite, while the worker holds the
+    write lock (it applies a run: a few milliseconds), look again every half millisecond instead of
+    SQLite's own busy wait, which sleeps 1, 2, 5, 10, 15, 20, 25 ms between tries: a request then
+    waited up to 25 ms after the lock was free, and the worker, taking it again for its next run before
+    the request woke up, kept it waiting for several runs (web processes stood idle a fifth of a
+    festival burst on two cores). Gives up, as busy_timeout would, after ``_LOCK_WAIT_SECONDS``."""
+    if db.engine.dialect.name != "sqlite":
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+    import sqlite3
+
+    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+    restore = f"PRAGMA busy_timeout={int(_LOCK_WAIT_SECONDS * 1000)}"
+    cursor = driver.cursor()
+    waiting = True
+    try:
+        driver.rollback()  # no transaction open: BEGIN IMMEDIATE below takes the lock or says it is busy
+        cursor.execute("PRAGMA busy_timeout=0")
+        while True:
+            try:
+                cursor.execute("BEGIN IMMEDIATE")  # cheap to try again, unlike the insert itself
+                break
+            except sqlite3.OperationalError as exc:
+                if (exc.sqlite_errorcode & 0xFF) != _SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(_LOCK_POLL_SECONDS)
+        cursor.execute(restore)
+        waiting = False
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        if waiting:  # the pool's next user expects the usual wait
+            with suppress(sqlite3.Error):
+                cursor.execute(restore)
+        cursor.close()
 
 
 def _encode(activity: dict[str, Any]) -> str:

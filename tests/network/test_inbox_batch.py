@@ -6,6 +6,7 @@ refused neighbour; the rate limit counts activities, not requests."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -227,3 +228,75 @@ def test_the_inbox_budget_counts_the_activities_of_a_batch(make_node):
     assert too_big.status_code == 413
     assert "at most 6 at a time" in too_big.json()["detail"]
     assert inbox_count(paris) == 4
+
+
+def _dialect(node) -> str:
+    from node.extensions import db
+
+    return node.query(lambda: db.engine.dialect.name)
+
+
+def _hold_write_lock(node, seconds: float):
+    """A thread holding the SQLite file's write lock for ``seconds``, as the worker does while it applies
+    a run; returns it started, once the lock is held."""
+    import sqlite3
+    import threading
+
+    from node.extensions import db
+
+    path = node.query(lambda: db.engine.url.database)
+    held = threading.Event()
+
+    def hold():
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        connection.execute("ROLLBACK")
+        connection.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    return thread
+
+
+def test_a_batch_waits_for_the_write_lock_and_is_stored_once_it_is_free(pair):
+    """SQLite: the worker holds the single write lock while it applies a run; a batch arriving then is
+    stored as soon as the lock is free (looked for every half millisecond, not after SQLite's 1, 2, 5,
+    10 ... ms sleeps)."""
+    paris, lyon = pair
+    if _dialect(paris) != "sqlite":
+        pytest.skip("PostgreSQL locks rows, not the database")
+    holder = _hold_write_lock(paris, 0.3)
+    started = time.monotonic()
+    response = post_batch(paris, lyon, batch_of(lyon, [signed_create(lyon) for _ in range(3)]))
+    waited = time.monotonic() - started
+    holder.join()
+    assert response.status_code == 202, response.text
+    assert waited >= 0.25  # it did wait for the lock
+    assert inbox_count(paris) == 3
+
+
+def test_a_batch_that_cannot_get_the_write_lock_in_time_is_answered_503_and_nothing_is_lost(pair, monkeypatch):
+    from node.fedi import inbox
+
+    paris, lyon = pair
+    if _dialect(paris) != "sqlite":
+        pytest.skip("PostgreSQL locks rows, not the database")
+    first = [signed_create(lyon) for _ in range(2)]
+    assert post_batch(paris, lyon, batch_of(lyon, first)).status_code == 202
+    monkeypatch.setattr(inbox, "_LOCK_WAIT_SECONDS", 0.2)
+    activities = [signed_create(lyon) for _ in range(3)]
+    holder = _hold_write_lock(paris, 1.0)
+    response = post_batch(paris, lyon, batch_of(lyon, activities))
+    holder.join()
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    assert "busy" in response.json()["detail"]
+    assert inbox_count(paris) == 2  # what was stored before is still there, nothing half-written
+    # The sender tries again: everything is stored, and the connection waits as usual again.
+    again = post_batch(paris, lyon, batch_of(lyon, activities))
+    assert again.status_code == 202, again.text
+    assert inbox_count(paris) == 5
+    assert applied_events(paris) == 5

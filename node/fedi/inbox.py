@@ -549,7 +549,8 @@ def _driver_connection(sql: str, params: dict[str, Any]) -> Iterator[Any]:
 
 
 def _store(driver: Any, activity: dict[str, Any], row: dict[str, Any], insert_sql: str, stored_sql: str) -> Received:
-    item_id = _run(driver, insert_sql, row)
+    inserted = _insert_when_free(driver, insert_sql, row)
+    item_id = inserted[0][0] if inserted else None
     driver.commit()
     if item_id is not None:
         return Received(item_id, False)

@@ -395,6 +395,18 @@ def _localized(obj: dict[str, Any], key: str) -> str | None:
 def parse_time(value: Any, field: str) -> datetime:
     """ISO 8601 -> naive UTC. Accepts Z or an offset, with or without fractions of a second (Gancio sends
     luxon's ``2025-06-14T18:30:00.000+02:00``); a time without any zone is read as UTC."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            # A UTC time (every ``updated`` and ``published`` of most servers): the naive time is the text
+            # without its Z, as ``parse_aware`` then ``to_naive_utc`` give it (a conversion costs more than
+            # the parse). Anything else takes the full path, which also words the errors.
+            try:
+                parsed = datetime.fromisoformat(text[:-1])
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None and MIN_YEAR <= parsed.year <= MAX_YEAR:
+                return parsed
     return to_naive_utc(parse_aware(value, field))
 
 

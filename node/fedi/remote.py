@@ -25,7 +25,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, DateTime, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import JSON, DateTime, bindparam, delete, insert, select, update
 
 from federation.urls import same_origin
 from node.common import microcache
@@ -143,7 +143,7 @@ _DEFAULTED_KEYS = tuple(column.key for column in _EVENTS.c
 _HELD_COLUMNS = tuple(column for column in _EVENTS.c if column.key != "remote_object")
 # The IN lists of a run's reads are one expanding parameter each (not one bound literal per value).
 _ACTORS = select(RemoteActor).where(RemoteActor.ap_id.in_(bindparam("ap_ids", expanding=True)))
-_NEXT_EVENT_IDS = text("SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, :count)")
+_NEXT_EVENT_IDS = "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)"
 
 
 class HeldTombstone(NamedTuple):
@@ -620,8 +620,8 @@ def _new_event_ids(count: int) -> Iterable[int]:
     because the run holds the write lock (``BEGIN IMMEDIATE``), and are those SQLite itself would give
     (the table has no AUTOINCREMENT)."""
     if db.session.get_bind().dialect.name == "postgresql":
-        return list(db.session.scalars(_NEXT_EVENT_IDS, {"count": count}))
-    last = db.session.scalar(select(func.max(_EVENTS.c.id))) or 0
+        return [event_id for (event_id,) in run_writer().fetch(_NEXT_EVENT_IDS, [count])]
+    last = run_writer().fetch("SELECT max(id) FROM events", [])[0][0] or 0
     return range(last + 1, last + 1 + count)
 
 

@@ -200,3 +200,23 @@ def test_prepare_event_is_what_the_converter_gives():
     assert len(prepared.spans) == 3 and prepared.spans[0][0] == datetime(2031, 3, 30, 0, 30)
     refused = prepare_event({**obj, "startTime": "demain"})
     assert refused.fields is None and "startTime" in str(refused.error)
+
+
+@pytest.mark.parametrize("value", [
+    "2026-01-01T10:00:00Z", "2026-01-01T10:00:00.123Z", "2026-01-01T10:00:00.1234567Z", " 2026-06-14T18:30:00z ",
+    "2026-01-01Z", "2026-01-01T10Z", "20260101T100000Z", "2026-01-01 10:00Z", "2026-01-01T00:00:00+01:00Z",
+    "2026-01-01T10:00:00-00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T25:00Z", "1899-12-31T23:00:00Z",
+    "2999-12-31T23:59:59.999999Z", "3000-01-01T00:00:00Z", "Z", "2026-01-01T10:00:00+02:00", "", None, 5,
+])
+def test_a_utc_time_is_read_as_the_full_parse_reads_it(value):
+    """``parse_time`` reads a time ending in Z without converting it: the same value, or the same error."""
+    from node.fedi.converters import ConversionError, parse_aware, parse_time, to_naive_utc
+
+    def outcome(parse):
+        try:
+            return parse()
+        except ConversionError as exc:
+            return ("refused", str(exc))
+
+    assert outcome(lambda: parse_time(value, "updated")) == outcome(
+        lambda: to_naive_utc(parse_aware(value, "updated")))

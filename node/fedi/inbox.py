@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from json.decoder import scanstring
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,20 +91,92 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+_SPACE = frozenset(" \t\n\r")
+
+
+def _read_keeping_items(text: str) -> tuple[dict[str, Any], list[str] | None]:
+    """``json.loads`` of a JSON object, and the text of each element of its ``object`` member when
+    that is an array (a batch), as the sender wrote it: the inbox stores a batched activity so instead
+    of writing it out again, which cost as much as reading it. Every value is read by json's own
+    scanner (``raw_decode``); only the object's members and that array are walked here. Raises
+    ValueError or IndexError on anything unusual: the caller then reads the body the ordinary way."""
+    index, end = 0, len(text)
+
+    def skip(at: int) -> int:
+        while at < end and text[at] in _SPACE:
+            at += 1
+        return at
+
+    index = skip(index)
+    if text[index] != "{":
+        raise ValueError("not an object")
+    members: dict[str, Any] = {}
+    items: list[str] | None = None
+    index = skip(index + 1)
+    while text[index] != "}":
+        if text[index] != '"':
+            raise ValueError("member name expected")
+        name, index = scanstring(text, index + 1)
+        index = skip(index)
+        if text[index] != ":":
+            raise ValueError("colon expected")
+        index = skip(index + 1)
+        if name == "object" and text[index] == "[":
+            values, items = [], []
+            index = skip(index + 1)
+            while text[index] != "]":
+                value, after = _DECODER.raw_decode(text, index)
+                values.append(value)
+                items.append(text[index:after])
+                index = skip(after)
+                if text[index] == ",":
+                    index = skip(index + 1)
+                    if text[index] == "]":
+                        raise ValueError("value expected")
+                elif text[index] != "]":
+                    raise ValueError("comma expected")
+            members[name] = values
+            index += 1
+        else:
+            members[name], index = _DECODER.raw_decode(text, index)
+            if name == "object":
+                items = None  # the last "object" counts, as for json.loads
+        index = skip(index)
+        if text[index] == ",":
+            index = skip(index + 1)
+            if text[index] == "}":
+                raise ValueError("member expected")
+        elif text[index] != "}":
+            raise ValueError("comma expected")
+    if skip(index + 1) != end:
+        raise ValueError("extra data")
+    return members, items
+
+
 def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     """The activity (or batch of activities) a POST carries, checked for shape; BadRequest, 413 or
     415 with the reason otherwise."""
+    return parse_received(content_type, body)[0]
+
+
+def parse_received(content_type: str | None, body: bytes) -> tuple[dict[str, Any], list[str] | None]:
+    """``parse_body``, and for a batch the text of each of its activities as sent (else None)."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     if mimetype not in ACCEPTED_TYPES:
         raise UnsupportedMediaType(f"send activities as application/activity+json, not {mimetype or 'nothing'}")
     if len(body) > MAX_BATCH_BYTES:
         raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes (batches larger than "
                               f"{MAX_BATCH_BYTES}) are refused")
+    texts = None
     try:
-        # NaN and Infinity are not JSON (RFC 8259): Python would accept them, PostgreSQL's json would not.
-        activity = json.loads(body, parse_constant=_not_json)
-    except (ValueError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
+        activity, texts = _read_keeping_items(body.decode())
+    except (ValueError, IndexError, RecursionError):  # not UTF-8, not an object, not JSON...: said below
+        try:
+            # NaN and Infinity are not JSON (RFC 8259): Python would accept them, PostgreSQL's json would not.
+            activity = json.loads(body, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            raise BadRequest("the body is not valid JSON") from None
     if not isinstance(activity, dict):
         raise BadRequest("the body must be a JSON object")
     batch = is_batch(activity)
@@ -115,7 +188,7 @@ def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
     if batch and len(activity["object"]) > MAX_BATCH_ITEMS:
         raise PayloadTooLarge(f"a batch carries at most {MAX_BATCH_ITEMS} activities: "
                               f"send at most {MAX_BATCH_ITEMS} at a time")
-    return activity
+    return activity, texts if batch else None
 
 
 def check_activity(activity: dict[str, Any]) -> None:
@@ -272,7 +345,7 @@ def receive(method: str, url: str, headers: Any, body: bytes,
             charge_batch: Callable[[int], Any] | None = None) -> Received:
     """Verify and store what a POST carries: one activity, or a batch (``is_batch``), for which
     ``charge_batch(count)`` is called before anything is verified (the rate limit counts activities)."""
-    activity = parse_body(headers.get("Content-Type"), body)
+    activity, texts = parse_received(headers.get("Content-Type"), body)
     if charge_batch is not None and is_batch(activity):
         charge_batch(len(activity["object"]))
     actor = actor_id(activity)
@@ -290,12 +363,12 @@ def receive(method: str, url: str, headers: Any, body: bytes,
     if result.owner and domain_of(result.owner) not in checked and is_blocked(domain_of(result.owner)):
         raise Forbidden(f"{domain_of(result.owner)} is blocked by this node")
     if is_batch(activity):
-        return receive_batch(activity, result.owner or "")
+        return receive_batch(activity, result.owner or "", texts)
     authenticate(activity, result.owner or "")
     return store(activity, result.owner or "")
 
 
-def receive_batch(batch: dict[str, Any], signer: str) -> Received:
+def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = None) -> Received:
     """The activities of a batch whose HTTP signature was verified: each is checked as it would be
     alone (shape, blocks, actor against signer, proofs), the valid ones stored in one statement and
     one commit, and each gets its own verdict: one bad activity does not cost the others."""
@@ -305,12 +378,14 @@ def receive_batch(batch: dict[str, Any], signer: str) -> Received:
     results: list[dict[str, Any]] = []
     valid: list[tuple[int, dict[str, Any]]] = []
     encoded: list[str] = []
-    for item in batch["object"]:
+    for position, item in enumerate(batch["object"]):
         try:
             check_activity(item)
             if is_batch(item):
                 raise BadRequest("a batch cannot carry another batch")
-            text = _encode(item)  # what is stored: serialised once, measured as the body of one POST
+            # What is stored: the activity as its sender wrote it (``texts``), else serialised once;
+            # measured as the body of one POST.
+            text = texts[position] if texts is not None else _encode(item)
             if len(text.encode()) > MAX_INBOX_BYTES:
                 raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
             domain = domain_of(actor_id(item) or "")

@@ -143,15 +143,26 @@ def test_an_activity_too_large_to_be_posted_alone_is_refused_in_a_batch_too(pair
 
 
 def test_an_activity_that_fits_a_single_post_fits_in_a_batch(pair):
-    """The 256 KiB limit of one POST is measured on the activity as it is sent (compact UTF-8), not on
-    a re-serialisation that writes each accented letter as a six-byte escape."""
+    """The 256 KiB limit of one POST is measured on the activity as its sender wrote it in the batch:
+    written in UTF-8 it fits, as it would posted alone; written with each accented letter as a six-byte
+    escape it is as much too large in a batch as it would be alone. What is stored is that text."""
+    from node.fedi.models import InboxItem
+
     paris, lyon = pair
     accented = signed(lyon, create(lyon, signed(lyon, event_object(lyon, content="é" * 100_000))))
     alone = json.dumps(accented, ensure_ascii=False, separators=(",", ":")).encode()
     assert len(alone) < 256 * 1024 < len(json.dumps(accented).encode())
-    response = post_batch(paris, lyon, batch_of(lyon, [accented, signed_create(lyon)]))
+    batch = batch_of(lyon, [accented, signed_create(lyon)])
+    response = post_batch(paris, lyon, batch, body=json.dumps(batch, ensure_ascii=False).encode())
     assert [line["status"] for line in response.json()["results"]] == [202, 202]
     assert applied_events(paris) == 2
+    query = select(InboxItem.activity).where(InboxItem.activity_id == accented["id"])
+    stored = paris.query(lambda: db_scalars(query).one())
+    assert stored == accented
+
+    escaped = signed(lyon, create(lyon, signed(lyon, event_object(lyon, content="é" * 100_000))))
+    response = post_batch(paris, lyon, batch_of(lyon, [escaped]))  # json.dumps' default: \u00e9
+    assert [line["status"] for line in response.json()["results"]] == [413]
 
 
 def test_a_lone_surrogate_is_stored_escaped_alone_and_in_a_batch(pair):

@@ -1,0 +1,74 @@
+"""The inbox reads a batch's body once and keeps each activity's text as its sender wrote it (stored
+as is, instead of being written out again): that reading must give exactly what ``json.loads`` gives,
+and each kept text must be the JSON of its activity -- whatever the spacing, escapes or key order."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.fedi.inbox import _read_keeping_items
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=20,
+)
+documents = st.dictionaries(st.text(max_size=6) | st.just("object"), json_values, max_size=5)
+batches = st.builds(lambda members, items: {**members, "object": items},
+                    documents, st.lists(st.dictionaries(st.text(max_size=6), json_values, max_size=4), max_size=5))
+writings = st.sampled_from([
+    {}, {"separators": (",", ":")}, {"indent": 2}, {"ensure_ascii": False}, {"indent": "\t", "ensure_ascii": False},
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents | batches, writings)
+def test_what_is_read_is_what_json_loads_reads(document, writing):
+    text = json.dumps(document, **writing)
+    members, items = _read_keeping_items(text)
+    assert members == json.loads(text)
+    if isinstance(members.get("object"), list):
+        assert items is not None
+        assert [json.loads(item) for item in items] == members["object"]
+    else:
+        assert items is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]",: \n\tob0je1ct"\\xnul', max_size=40))
+def test_anything_else_is_refused_or_read_as_json_loads_reads_it(text):
+    try:
+        members, items = _read_keeping_items(text)
+    except (ValueError, IndexError, RecursionError):
+        return  # the inbox then reads the body with json.loads, which says what is wrong
+    assert members == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [
+    '{"object": [1, 2], "object": "x"}',  # the last member counts, as for json.loads
+    '{"object": "x", "object": [{"a": 1}]}',
+    ' {"a": NaN, "object": []}',
+    '{"object": [1, 2,]}',
+    '{"object": [1 2]}',
+    '{"a": 1} {"b": 2}',
+    '[1]',
+    '{}',
+])
+def test_edge_cases(text):
+    def refuse(name):
+        raise ValueError(name)
+
+    try:
+        expected = json.loads(text, parse_constant=refuse)
+    except ValueError:
+        expected = None
+    try:
+        members, items = _read_keeping_items(text)
+    except (ValueError, IndexError):
+        return  # the inbox reads the body again with json.loads, which accepts it or says what is wrong
+    assert expected is not None and members == expected
+    assert (items is None) == (not isinstance(members.get("object"), list))

@@ -42,6 +42,7 @@ DATABASE_FILES = {"sqlite": "database/halles.sqlite3", "postgresql": "database/h
 SKIPPED_NAMES = {"worker.heartbeat"}
 SKIPPED_SUFFIXES = (".log", ".tmp", ".pid")
 SKIPPED_DIRS = {"backups", "__pycache__"}
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 #: Files that must stay private once restored, whatever mode the archive says.
 PRIVATE_FILES = {"secret_key", *KEY_FILES.values()}
 
@@ -150,9 +151,11 @@ def _dump_postgresql(url: str, dump: Path) -> tuple[dict[str, int], list[str]]:
 def _instance_files(instance: Path, database_file: Path | None) -> list[Path]:
     skipped = set()
     if database_file is not None:
-        skipped = {database_file.resolve()} | {
-            database_file.resolve().with_name(database_file.name + suffix) for suffix in ("-wal", "-shm", "-journal")
-        }
+        main = database_file.resolve()
+        # The database is archived by SQLite's online copy; the rate-limit counters beside it
+        # (node.common.ratelimit) hold nothing worth restoring.
+        for database in (main, main.with_name(f"{main.stem}.ratelimits{main.suffix}")):
+            skipped |= {database, *(database.with_name(database.name + suffix) for suffix in SQLITE_COMPANIONS)}
     files = []
     for path in sorted(instance.rglob("*")):
         relative = path.relative_to(instance)

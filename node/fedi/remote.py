@@ -25,7 +25,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, DateTime, bindparam, delete, insert, select, update
+from sqlalchemy import JSON, DateTime, delete, insert, select, update
 
 from federation.urls import same_origin
 from node.common import microcache
@@ -141,8 +141,7 @@ _DEFAULTED_KEYS = tuple(column.key for column in _EVENTS.c
 #: What a run reads of the events it holds: every column but the stored object, read only when an
 #: undated object has to be compared with it (``HeldEvent.remote_object``).
 _HELD_COLUMNS = tuple(column for column in _EVENTS.c if column.key != "remote_object")
-# The IN lists of a run's reads are one expanding parameter each (not one bound literal per value).
-_ACTORS = select(RemoteActor).where(RemoteActor.ap_id.in_(bindparam("ap_ids", expanding=True)))
+#: The ids of a run's new events on PostgreSQL (``_new_event_ids``).
 _NEXT_EVENT_IDS = "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, %s)"
 
 
@@ -151,6 +150,19 @@ class HeldTombstone(NamedTuple):
 
     ap_id: str
     deleted_at: datetime
+
+
+class HeldActor(NamedTuple):
+    """What a run reads of an actor: what its activities are decided on (the ORM object, with its
+    document decoded, cost a run more than all its other reads). ``document``: whether the stored
+    document is not empty (``Lookups.known_actor`` asks no more of it)."""
+
+    id: int
+    ap_id: str
+    domain: str
+    city: str
+    document: bool
+    fetched_at: datetime
 
 
 class HeldAnnounce(NamedTuple):
@@ -289,6 +301,12 @@ class RunWriter:
         self.announces = ("SELECT object_id, audience FROM outbox_entries WHERE object_id IN ({marks}) "
                           "AND activity_type = 'Announce' ORDER BY id")
         self.blocked = f"SELECT domain FROM remote_servers WHERE blocked = {mark}"
+        # What Python calls an empty document, as the JSON type writes it ({} is an actor's default).
+        empty = ", ".join(f"'{value}'" for value in ("{}", "[]", "null", '""', "0", "0.0", "false"))
+        document = "document::text" if self.postgres else "document"
+        self.actors = ("SELECT id, ap_id, domain, city, "
+                       f"CASE WHEN document IS NULL OR {document} IN ({empty}) THEN 0 ELSE 1 END, fetched_at "
+                       "FROM remote_actors WHERE ap_id IN ({marks})")
         self.followed = ("SELECT DISTINCT remote_actors.domain FROM remote_actors JOIN follows "
                          "ON follows.actor_id = remote_actors.id "
                          "WHERE follows.direction = 'outgoing' AND follows.state = 'accepted'")
@@ -296,7 +314,7 @@ class RunWriter:
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The rows of ``sql`` (``{marks}``: one placeholder per parameter) on the session's connection."""
         if "{marks}" in sql:
-            sql = sql.format(marks=", ".join([self.mark] * len(params)))
+            sql = sql.replace("{marks}", ", ".join([self.mark] * len(params)))
         cursor = db.session.connection().connection.cursor()
         try:
             cursor.execute(sql, params)
@@ -470,8 +488,8 @@ class RunLookups(Lookups):
         wanted_actors = sorted(actors - self.actors.keys())
         if wanted_actors:
             self.actors.update(dict.fromkeys(wanted_actors))
-            for actor in db.session.scalars(_ACTORS, {"ap_ids": wanted_actors}):
-                self.actors[actor.ap_id] = actor
+            for actor_id, ap_id, domain, city, document, fetched_at in sql.fetch(sql.actors, wanted_actors):
+                self.actors[ap_id] = HeldActor(actor_id, ap_id, domain, city, bool(document), sql.read_time(fetched_at))
         if self._blocked is None:
             self._blocked = {domain for (domain,) in sql.fetch(sql.blocked, [True])}
         if self._followed is None:

@@ -135,6 +135,37 @@ def test_a_run_reads_held_events_as_sqlalchemy_reads_them(two_nodes, apply_paths
         db.session.rollback()
 
 
+def test_a_run_reads_actors_as_the_orm_reads_them(two_nodes):
+    """A run reads what it decides on of an actor (``HeldActor``); ``known_actor`` gives the same
+    answer as with the ORM object: an empty document, or one fetched too long ago, needs a fetch."""
+    from sqlalchemy import update
+
+    from node.extensions import db
+    from node.fedi.models import RemoteActor
+    from node.fedi.remote import Lookups, RunLookups
+
+    apps, (paris, lyon, grenoble) = two_nodes
+    app = apps[0]
+    with app.app_context():
+        db.session.execute(update(RemoteActor).where(RemoteActor.ap_id == lyon.actor_url).values(document={}))
+        db.session.execute(update(RemoteActor).where(RemoteActor.ap_id == grenoble.actor_url)
+                           .values(fetched_at=datetime(2000, 1, 1)))
+        db.session.commit()
+        urls = [paris.actor_url, lyon.actor_url, grenoble.actor_url, "https://unknown.example/actor"]
+        known = RunLookups()
+        known.prefetch([{"type": "Create", "actor": url} for url in urls])
+        alone = Lookups()
+        for url in urls:
+            held, orm = known.known_actor(url), alone.known_actor(url)
+            assert (held is None) == (orm is None), url
+            if orm is not None:
+                assert (held.id, held.ap_id, held.domain, held.city, held.fetched_at) == (
+                    orm.id, orm.ap_id, orm.domain, orm.city, orm.fetched_at)
+        assert known.known_actor(paris.actor_url) is not None and known.known_actor(lyon.actor_url) is None
+        assert known.known_actor(grenoble.actor_url) is None
+        db.session.rollback()
+
+
 def expected_tombstone(app):
     from node.extensions import db
     from node.fedi.models import Tombstone

@@ -47,7 +47,9 @@ def current_generation() -> int:
     return _generation
 
 
-def _note_write(session: Session, *_args: Any) -> None:
+def note_write(session: Session, *_args: Any) -> None:
+    """This session's transaction wrote (through the ORM, or through the driver by code that says so):
+    its commit empties the cache."""
     session.info["halles_wrote"] = True
 
 
@@ -68,7 +70,7 @@ def _forget_rollback(session: Session, *_args: Any) -> None:
     session.info.pop("halles_wrote", None)
 
 
-event.listen(Session, "after_flush", _note_write)
+event.listen(Session, "after_flush", note_write)
 event.listen(Session, "do_orm_execute", _note_bulk_write)
 event.listen(Session, "after_commit", _bump_after_commit)
 event.listen(Session, "after_soft_rollback", _forget_rollback)

@@ -382,7 +382,7 @@ def note_driver_write() -> None:
     """What is written through the driver's cursor bypasses the session's events: tell the listing
     cache (node/common/microcache.py) that the session's transaction wrote, as a write through the
     session itself would, so that its commit empties the cache."""
-    microcache._note_write(db.session())
+    microcache.note_write(db.session())
 
 
 def _uuid4_texts(count: int) -> list[str]:

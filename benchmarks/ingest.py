@@ -20,8 +20,8 @@ Runs, each on a fresh database:
   - ``fast storage``: SQLite on tmpfs, PostgreSQL with ``synchronous_commit=off``: the code's cost;
   - ``durable``: the database on this machine's disk with every commit flushed (what fsync costs here).
 * ``dual`` -- both cores, as a deployment runs: two web processes post half of the batches each while the
-  worker applies at the same time (``halles worker``: one process on SQLite, whose writer is single; two
-  on PostgreSQL, ``--processes 2``, each applying its partition); timed until everything is applied."""
+  worker applies at the same time (``halles worker``, one process, as deploy/ runs it); timed until
+  everything is applied. ``WORKER_PROCESSES`` says why not ``--processes 2`` on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -47,6 +47,12 @@ UPDATE_SHARE = 0.3
 INBOX_URL = "http://receiver.bench/inbox"
 TARGET_SINGLE = 0.6
 TARGET_DUAL = 1.0
+#: Worker processes of the ``dual`` runs: one, as deploy/ (systemd, Docker) runs ``halles worker``. On
+#: PostgreSQL ``--processes 2`` measured worse on these two cores (0.66 against 0.75 of the ceiling,
+#: 2026-11-26): the web processes already keep both cores busy, and a second worker process adds its
+#: own claims, smaller runs and server work (0.65 + 0.21 ms of CPU per activity against 0.61 + 0.14).
+#: It is for machines with cores to spare.
+WORKER_PROCESSES = 1
 
 
 # --- documents -----------------------------------------------------------------------------------
@@ -332,8 +338,8 @@ def _applier(config: dict[str, Any], partition: tuple[int, int] | None, start, p
 
 
 def dual(backend: str, posts, count: int) -> dict[str, Any]:
-    """Two web processes post half of the batches each while the worker applies (one process on SQLite,
-    two on PostgreSQL), all at once, until everything is applied. Timed from the moment every process
+    """Two web processes post half of the batches each while the worker applies (``WORKER_PROCESSES``
+    on PostgreSQL, one on SQLite), all at once, until everything is applied. Timed from the moment every process
     is ready to the moment the last one is done, as each reports it (process start and exit are left
     out: they cost a few hundred milliseconds, as much as the work on a small run)."""
     base = None if backend != "sqlite" else "/dev/shm"
@@ -345,7 +351,7 @@ def dual(backend: str, posts, count: int) -> dict[str, Any]:
         app = common.make_node(config)
         _prepare(app, ORIGIN_LIST)
         common.dispose(app)
-        appliers = 2 if backend == "postgres" else 1
+        appliers = WORKER_PROCESSES if backend == "postgres" else 1  # SQLite has a single writer
         start = context.Barrier(2 + appliers + 1)
         posting_done, measured = context.Event(), context.Event()
         posted_at, applied_at = context.Queue(), context.Queue()

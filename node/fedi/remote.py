@@ -315,12 +315,7 @@ class RunWriter:
         """The rows of ``sql`` (``{marks}``: one placeholder per parameter) on the session's connection."""
         if "{marks}" in sql:
             sql = sql.replace("{marks}", ", ".join([self.mark] * len(params)))
-        cursor = db.session.connection().connection.cursor()
-        try:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-        finally:
-            cursor.close()
+        return driver_rows(sql, params)
 
     def _placeholder(self, key: str) -> str:
         return f"{self.mark}::json" if self.postgres and key in self.json_keys else self.mark
@@ -363,6 +358,17 @@ class RunWriter:
                 value = known[1] if known is not None and known[0] is value else convert(value)
             params.append(value)
         return params
+
+
+def driver_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (in the driver's placeholder style) through the driver's cursor, on the
+    session's connection and in its transaction."""
+    cursor = db.session.connection().connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 _WRITERS: dict[tuple[str, Any], RunWriter] = {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import current_app
@@ -34,6 +34,7 @@ from node.fedi.remote import (
     RefusedObject,
     RunLookups,
     batch_lookups,
+    driver_rows,
     note_driver_write,
     prepare_events,
     run_writer,
@@ -83,15 +84,6 @@ def _driver_sql(sql: str, count: int = 0, **parts: str) -> tuple[str, bool]:
                       activity="activity", **parts), postgres
 
 
-def _fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    cursor = db.session.connection().connection.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
 def process_inbox(limit: int = INBOX_BATCH) -> int:
     """Apply up to ``limit`` pending inbox items in order; returns how many were claimed.
 
@@ -113,7 +105,7 @@ def process_inbox(limit: int = INBOX_BATCH) -> int:
             shard, params = " AND shard %% %s = %s", [partition[1], partition[0], limit]
     sql, _postgres = _driver_sql(_CLAIM_SQL, shard=shard, lock=" FOR UPDATE SKIP LOCKED" if postgres else "")
     received = _Received()
-    rows = received.decode(_fetch(sql, params))
+    rows = received.decode(driver_rows(sql, params))
     if not rows:
         db.session.rollback()
         return 0
@@ -171,7 +163,7 @@ def _pending(ids: list[int], received: _Received | None = None) -> list[tuple[in
     """The items ``ids`` still pending, in order, with their activities (decoded again only when their
     text is not the one ``received`` holds)."""
     sql, _postgres = _driver_sql(_PENDING_SQL, len(ids))
-    return (received or _Received()).decode(_fetch(sql, ids))
+    return (received or _Received()).decode(driver_rows(sql, ids))
 
 
 def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:

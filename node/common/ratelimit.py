@@ -180,7 +180,14 @@ def bucket_engine() -> Any:
         for index in _TABLE.indexes:
             connection.execute(CreateIndex(index, if_not_exists=True))
     with _SIDE_LOCK:
-        return current_app.extensions.setdefault("halles_rate_engine", (path, side))[1]
+        found = current_app.extensions.get("halles_rate_engine")
+        if found is not None and found[0] == path:  # another thread made it meanwhile: keep that one
+            side.dispose()
+            return found[1]
+        if found is not None:  # the app's database changed (tests): the old file's engine goes
+            found[1].dispose()
+        current_app.extensions["halles_rate_engine"] = (path, side)
+        return side
 
 
 def _configure_side_connection(dbapi_connection: Any, _record: Any) -> None:

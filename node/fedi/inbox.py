@@ -108,6 +108,17 @@ def _read_keeping_items(text: str) -> tuple[dict[str, Any], list[str] | None]:
             at += 1
         return at
 
+    def next_value(at: int, closing: str) -> int:
+        """From the end of a value: past the comma before the next one, or at ``closing``."""
+        at = skip(at)
+        if text[at] == ",":
+            at = skip(at + 1)
+            if text[at] == closing:
+                raise ValueError("value expected after a comma")
+        elif text[at] != closing:
+            raise ValueError("comma expected")
+        return at
+
     index = skip(index)
     if text[index] != "{":
         raise ValueError("not an object")
@@ -129,26 +140,14 @@ def _read_keeping_items(text: str) -> tuple[dict[str, Any], list[str] | None]:
                 value, after = _DECODER.raw_decode(text, index)
                 values.append(value)
                 items.append(text[index:after])
-                index = skip(after)
-                if text[index] == ",":
-                    index = skip(index + 1)
-                    if text[index] == "]":
-                        raise ValueError("value expected")
-                elif text[index] != "]":
-                    raise ValueError("comma expected")
+                index = next_value(after, "]")
             members[name] = values
             index += 1
         else:
             members[name], index = _DECODER.raw_decode(text, index)
             if name == "object":
                 items = None  # the last "object" counts, as for json.loads
-        index = skip(index)
-        if text[index] == ",":
-            index = skip(index + 1)
-            if text[index] == "}":
-                raise ValueError("member expected")
-        elif text[index] != "}":
-            raise ValueError("comma expected")
+        index = next_value(index, "}")
     if skip(index + 1) != end:
         raise ValueError("extra data")
     return members, items

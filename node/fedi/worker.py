@@ -4,7 +4,7 @@ Applying the inbox. A claimed batch is walked in order. Consecutive activities t
 Create or Update of an embedded object by a known actor: nearly all of a festival burst) form a run,
 applied in one transaction: what they are about is read up front in a few queries, each activity is
 checked and decided in memory, the events and occurrences of the whole run are written at its end in a
-few executemany statements (``remote.RunLookups``), and the items are marked with one statement per
+few multi-row statements (``remote.RunLookups``), and the items are marked with one statement per
 outcome; the items, the run's reads and its writes go through the driver's own cursor. The event objects
 of a claimed batch are converted before any of this (``remote.prepare_events``): on SQLite, before the
 write lock is taken. Any other activity (a Follow, a Delete, an Announce to fetch, an unknown actor) is applied on

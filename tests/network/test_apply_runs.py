@@ -1,5 +1,5 @@
 """The worker applies runs of activities set-based (node/fedi/remote.py ``RunLookups``: decided in
-memory, written with a few executemany statements) and anything else alone through the ORM. These tests
+memory, written with a few multi-row statements) and anything else alone through the ORM. These tests
 apply the same activities both ways, on two nodes set up alike, and compare what they store: every
 column of every event, its occurrences, the full-text index, and the outcome of every inbox item --
 creates, updates of events held before the run and of events created earlier in the same run, stale
@@ -155,7 +155,30 @@ def occurrence_ids(app, ap_id: str) -> dict:
         return found
 
 
-def test_a_run_stores_what_each_activity_applied_alone_stores(nodes, paths):
+@pytest.fixture(params=["multi-row statements", "two rows per statement", "no UPDATE FROM", "executemany"])
+def statements(request, monkeypatch):
+    """How a run writes its rows (``RunWriter.write_rows``): SQLite's multi-row statements, as many as
+    the rows need when few fit in one, single-row updates where SQLite is older than 3.33, or the
+    driver's executemany (PostgreSQL's way, whatever the database)."""
+    from node.fedi import remote
+
+    monkeypatch.setattr(remote, "_WRITERS", {})
+    made = remote.RunWriter.__init__
+
+    def init(self, dialect):
+        made(self, dialect)
+        if request.param == "executemany":
+            self.one_statement = False
+        if request.param == "no UPDATE FROM":
+            self.update_from = False
+
+    monkeypatch.setattr(remote.RunWriter, "__init__", init)
+    if request.param == "two rows per statement":
+        monkeypatch.setattr(remote, "MAX_ROWS_PER_STATEMENT", 2)
+    return request.param
+
+
+def test_a_run_stores_what_each_activity_applied_alone_stores(nodes, paths, statements):
     apps, (paris, lyon, grenoble) = nodes
     weekly = "FREQ=WEEKLY;COUNT=5"
     before = [

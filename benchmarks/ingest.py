@@ -158,13 +158,16 @@ def _prepare(app, origins: list[Origin]) -> None:
 
 def _warm_up(app) -> None:
     """What a running node did before the burst came: its keys read (parsing the RSA key takes about
-    40 ms, 0.02 ms per activity of a 2,000-activity run, that a process spends once in its life) and a
-    first request served (lazy imports, the connection pool)."""
+    40 ms, 0.02 ms per activity of a 2,000-activity run, that a process spends once in its life), a
+    first request served (lazy imports, the connection pool), and what it built while starting set
+    aside from the garbage collector, as node/wsgi.py and ``halles worker`` do (``node.ops.runtime``)."""
     from node.fedi.identity import load_identity
+    from node.ops.runtime import settle
 
     with app.app_context():
         load_identity()
     app.test_client().get("/healthz")
+    settle()
 
 
 def _environ(body: bytes, headers: dict[str, str]) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def init_command(name: str, city: str, url: str, address: str, force: bool) -> N
 def worker_command(once: bool, processes: int) -> None:
     """Send queued email and federation deliveries, apply received activities."""
     from node import worker
+    from node.ops.runtime import settle
 
     validated()
     app = current_app._get_current_object()
@@ -96,6 +97,7 @@ def worker_command(once: bool, processes: int) -> None:
         click.echo(f"worker: {worker.run_once(app)} units of work done")
         return
     click.echo("worker started; Ctrl-C to stop")
+    settle()
     worker.run_forever(app)
 
 

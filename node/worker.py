@@ -88,11 +88,13 @@ PARALLEL_TASKS = ("inbox", "deliveries")
 
 def _child(index: int, count: int, stop_after: float | None) -> None:
     from node import create_app
+    from node.ops.runtime import settle
 
     app = create_app()
     app.config["HALLES_WORKER_PARTITION"] = (index, count)
     if index > 0:
         app.config["HALLES_WORKER_TASKS"] = PARALLEL_TASKS
+    settle()
     run_forever(app, stop_after=stop_after)
 
 

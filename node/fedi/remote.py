@@ -8,9 +8,10 @@ the run is about is read up front in a few queries (``prefetch``), the events it
 (``HeldEvent``: column values and occurrences, no ORM object) that each activity changes in memory after
 the same checks, and ``write_events`` writes the run's events and occurrences at the end in a few
 statements (``RunWriter.write_rows``: multi-row statements on SQLite, the driver's executemany on
-PostgreSQL; the full-text search triggers fire as for any other write). What depends on a received object alone -- its conversion to columns and occurrences, the
-driver's form of what is stored as received -- is a ``PreparedEvent``, which the worker makes for a
-whole batch before it takes SQLite's write lock (``prepare_events``)."""
+PostgreSQL; the full-text search triggers fire as for any other write). What depends on a received
+object alone -- its conversion to columns and occurrences, the driver's form of what is stored as
+received -- is a ``PreparedEvent``, which the worker makes for a whole batch before it takes SQLite's
+write lock (``prepare_events``)."""
 
 from __future__ import annotations
 
@@ -370,7 +371,8 @@ class RunWriter:
         quote = self.quote
         values = ", ".join(["(" + ", ".join("?" * width) + ")"] * count)
         if kind == "insert_event":
-            sql = "INSERT INTO events ({}) VALUES {}".format(", ".join(quote(column.name) for column in _EVENTS.c), values)
+            names = ", ".join(quote(column.name) for column in _EVENTS.c)
+            sql = f"INSERT INTO events ({names}) VALUES {values}"
         elif kind == "insert_occurrence":
             sql = f"INSERT INTO event_occurrences (event_id, starts_at, ends_at) VALUES {values}"
         elif kind == "delete_occurrence":

@@ -1,5 +1,6 @@
 """The production layer every node runs with (node/ops/production.py): proxy trust, secure
-cookies, security headers on every kind of response, JSON logs."""
+cookies, security headers on every kind of response, JSON logs; and what long-running processes do once
+started (node/ops/runtime.py)."""
 
 from __future__ import annotations
 
@@ -123,3 +124,58 @@ def test_json_formatter_turns_a_gunicorn_access_record_into_fields():
                      "remote_addr": "127.0.0.1", "method": "POST", "path": "/api/v1/events", "status": 201,
                      "bytes": 512, "user_agent": "curl/8", "duration_ms": 12.3, "forwarded_for": "203.0.113.5",
                      "request_id": "abc"}
+
+
+# --- long-running processes (node/ops/runtime.py) ------------------------------------------------
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_collects_what_starting_left_then_freezes_the_rest():
+    import gc
+    import weakref
+
+    from node.ops.runtime import settle
+
+    garbage = _Cycle()
+    collected = weakref.ref(garbage)
+    del garbage
+    kept = _Cycle()
+    try:
+        settle()
+        assert collected() is None  # a cycle already unreachable was collected, not frozen
+        assert gc.get_freeze_count() > 1000
+        assert kept.me is kept
+    finally:
+        gc.unfreeze()
+
+
+def test_the_gunicorn_entry_point_settles_once_the_app_is_made(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": "/usr/bin:/bin", "HALLES_SECRET_KEY": "test", "HALLES_INSTANCE": str(tmp_path)}
+    shown = subprocess.run([sys.executable, "-c", "import gc, node.wsgi; print(gc.get_freeze_count())"],
+                           cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert int(shown.stdout) > 10_000
+
+
+def test_the_worker_command_settles_before_its_loop(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from node import worker
+    from node.cli import main
+    from node.ops import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "settle", lambda: calls.append("settle"))
+    monkeypatch.setattr(worker, "run_forever", lambda _app: calls.append("loop"))
+    result = CliRunner().invoke(main, ["worker"], env={"HALLES_SECRET_KEY": "test", "HALLES_INSTANCE": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert calls == ["settle", "loop"]

@@ -8,6 +8,8 @@ from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from node.common import jsontext
+
 # Named constraints so Alembic can drop/alter them on every backend (SQLite batch mode needs names).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -22,7 +24,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+# JSON columns are written and read by node/common/jsontext.py (orjson, with the standard library's
+# result wherever the two differ); on PostgreSQL psycopg is given the same functions.
+db = SQLAlchemy(model_class=Base, engine_options={"json_serializer": jsontext.dumps,
+                                                  "json_deserializer": jsontext.loads})
 migrate = Migrate()
 babel = Babel()
 csrf = CSRFProtect()

@@ -259,7 +259,7 @@ class RunWriter:
     """The SQL of a run's writes and their parameters in the driver's own form, executed with the
     driver's executemany on the session's connection (in its transaction): SQLAlchemy's per-row bind
     processing and execution machinery cost about as much as the inserts themselves on SQLite. Values
-    are bound as SQLAlchemy would bind them: JSON as the dialect's serializer writes it (``json.dumps``;
+    are bound as SQLAlchemy would bind them: JSON as the dialect's serializer writes it (``jsontext.dumps``;
     None as JSON null), DateTime as SQLAlchemy's SQLite text or, for psycopg, as is."""
 
     def __init__(self, dialect: Any) -> None:

@@ -16,7 +16,6 @@ rows (``FOR UPDATE SKIP LOCKED``), a run one savepoint in it."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import text
 
+from node.common import jsontext
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi import delivery, sync
@@ -71,7 +71,7 @@ class _Received:
             if known is not None and known[0] == stored:
                 activity = known[1]
             else:
-                activity = json.loads(stored) if isinstance(stored, str) else stored
+                activity = jsontext.loads(stored) if isinstance(stored, str) else stored
                 items[item_id] = (stored, activity)
             decoded.append((item_id, activity))
         return decoded

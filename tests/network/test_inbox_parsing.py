@@ -1,6 +1,7 @@
 """The inbox reads a batch's body once and keeps each activity's text as its sender wrote it (stored
 as is, instead of being written out again): that reading must give exactly what ``json.loads`` gives,
-and each kept text must be the JSON of its activity -- whatever the spacing, escapes or key order."""
+and each kept text must be the JSON of its activity -- whatever the spacing, escapes or key order. The
+depth check counts nested non-empty containers as a plain recursive definition does."""
 
 from __future__ import annotations
 
@@ -72,3 +73,18 @@ def test_edge_cases(text):
         return  # the inbox reads the body again with json.loads, which accepts it or says what is wrong
     assert expected is not None and members == expected
     assert (items is None) == (not isinstance(members.get("object"), list))
+
+
+def nesting(value) -> int:
+    """How many non-empty objects or arrays nest in each other in ``value`` (the reference)."""
+    if not isinstance(value, dict | list) or not value:
+        return 0
+    return 1 + max(nesting(child) for child in (value.values() if isinstance(value, dict) else value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values | documents | batches, st.integers(min_value=0, max_value=6))
+def test_the_depth_check_counts_nested_non_empty_containers(value, limit):
+    from node.fedi.inbox import _deeper_than
+
+    assert _deeper_than(value, limit) == (nesting(value) > limit)

@@ -12,11 +12,13 @@ How the activities arrive:
 
 Ceiling: JCS canonicalisation + Ed25519 verification of the same documents (the activity's proof and
 the event's proof: two of each per activity), keys in hand, in the same process -- the work no inbox
-can skip. Measured right before each run.
+can skip. Measured in the same process, next to the work it bounds: before each round of a single run,
+and before and after a dual run (averaged).
 
 Runs, each on a fresh database:
 
-* ``single`` -- one process (one core): posts everything, then applies.
+* ``single`` -- one process (one core), in rounds of 500 activities: the round's ceiling measured, its
+  activities posted, then applied.
   - ``fast storage``: SQLite on tmpfs, PostgreSQL with ``synchronous_commit=off``: the code's cost;
   - ``durable``: the database on this machine's disk with every commit flushed (what fsync costs here).
 * ``dual`` -- both cores, as a deployment runs: two web processes post half of the batches each while the
@@ -33,7 +35,7 @@ import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from benchmarks import common
 from benchmarks.origins import Origin, utc_now
@@ -60,11 +62,17 @@ WORKER_PROCESSES = 1
 
 #: Activities per batch: the inbox's MAX_BATCH_ITEMS, what a Halles node's delivery sends at most.
 BATCH_SIZE = 100
+#: Activities per round of a single run (``single``): 5 batches, one from each origin.
+ROUND_SIZE = 500
+#: Activities each benchmark process receives and applies before it is measured (``_warm_up``), of
+#: events of their own (numbered from WARM_UP_FIRST): one batch from each origin.
+WARM_UP_SIZE = 50
+WARM_UP_FIRST = 10**6
 
 
-def make_activities(count: int, origins: list[Origin]) -> list[tuple[Origin, dict[str, Any]]]:
-    """``count`` signed activities with their origin: Creates of new events, and Updates (newer
-    ``updated``) of earlier ones."""
+def make_activities(count: int, origins: list[Origin], *, first: int = 0) -> list[tuple[Origin, dict[str, Any]]]:
+    """``count`` signed activities with their origin: Creates of new events (numbered from ``first``),
+    and Updates (newer ``updated``) of earlier ones."""
     now = utc_now()
     activities = []
     created: list[tuple[int, Origin]] = []
@@ -74,7 +82,7 @@ def make_activities(count: int, origins: list[Origin]) -> list[tuple[Origin, dic
             number, origin = created[(index * 31) % len(created)]
             kind = "Update"
         else:
-            number, origin = index, origins[index % len(origins)]
+            number, origin = first + index, origins[index % len(origins)]
             created.append((number, origin))
             kind = "Create"
         start = now + timedelta(days=7 + number % 300, hours=number % 10)
@@ -156,17 +164,37 @@ def _prepare(app, origins: list[Origin]) -> None:
         db.session.commit()
 
 
-def _warm_up(app) -> None:
+class WarmUp(NamedTuple):
+    """What one benchmark process receives and applies while it warms up (``_warm_up``): activities
+    about events no measured activity is about, the batches carrying them, and how many are Creates."""
+
+    activities: list[tuple[Origin, dict[str, Any]]]
+    posts: list[tuple[bytes, dict[str, str]]]
+    creates: int
+
+    @classmethod
+    def make(cls, seed: int) -> WarmUp:
+        activities = make_activities(WARM_UP_SIZE, ORIGIN_LIST, first=WARM_UP_FIRST * (1 + seed))
+        return cls(activities, batched_posts(activities),
+                   sum(1 for _origin, activity in activities if activity["type"] == "Create"))
+
+
+def _warm_up(app, posts: list[tuple[bytes, dict[str, str]]] | None = None) -> None:
     """What a running node did before the burst came: its keys read (parsing the RSA key takes about
     40 ms, 0.02 ms per activity of a 2,000-activity run, that a process spends once in its life), a
-    first request served (lazy imports, the connection pool), and what it built while starting set
-    aside from the garbage collector, as node/wsgi.py and ``halles worker`` do (``node.ops.runtime``)."""
+    first request served, the activities of ``posts`` (a ``WarmUp``'s) received and applied (the modules the inbox
+    and the worker import on first use, the statements they prepare: about 20 ms, once in a process's
+    life), and what it built while starting set aside from the garbage collector, as node/wsgi.py and
+    ``halles worker`` do (``node.ops.runtime``)."""
     from node.fedi.identity import load_identity
     from node.ops.runtime import settle
 
     with app.app_context():
         load_identity()
     app.test_client().get("/healthz")
+    if posts:
+        _post_all(app, posts)
+        _apply_all(app)
     settle()
 
 
@@ -222,7 +250,8 @@ def _apply_all(app) -> None:
             pass
 
 
-def _states(app) -> dict[str, int]:
+def _states(app, warm_ups: list[WarmUp] = ()) -> dict[str, int]:
+    """The inbox items by state and the events, less those of the processes' ``warm_ups``."""
     from sqlalchemy import func, select
 
     from node.events.models import Event
@@ -232,7 +261,10 @@ def _states(app) -> dict[str, int]:
     with app.app_context():
         states = dict(db.session.execute(select(InboxItem.state, func.count()).group_by(InboxItem.state)).all())
         states["events"] = db.session.scalar(select(func.count(Event.id)))
-        return states
+    for warm_up in warm_ups:
+        states["applied"] -= len(warm_up.activities)
+        states["events"] -= warm_up.creates
+    return states
 
 
 def _relax_postgres(url: str) -> None:
@@ -247,8 +279,13 @@ def _relax_postgres(url: str) -> None:
     engine.dispose()
 
 
-def single(backend: str, posts, count: int, *, durable: bool) -> dict[str, Any]:
-    """One process: ``posts`` (carrying ``count`` activities) posted one after the other, then applied."""
+def single(backend: str, rounds: list[tuple[list, list]], count: int, *, durable: bool,
+           warm_up: WarmUp | None = None) -> dict[str, Any]:
+    """One process, round after round (``rounds``: the activities of each, and the posts carrying
+    them; ``count`` activities in all): the ceiling of the round's activities is measured, then its
+    posts are posted one after the other and applied. The ceiling is the sum of the rounds' own: on a
+    machine whose speed drifts from one second to the next, each round is set against work done under
+    the same conditions, a few hundred milliseconds apart."""
     base = None if durable or backend != "sqlite" else "/dev/shm"
     with common.workdir(f"ingest-{backend}", base=base) as folder, common.database(backend, folder) as url:
         if backend == "postgres" and not durable:
@@ -256,19 +293,25 @@ def single(backend: str, posts, count: int, *, durable: bool) -> dict[str, Any]:
         app = common.make_node(_config(folder, url))
         try:
             _prepare(app, ORIGIN_LIST)
-            _warm_up(app)
-            server_before, cpu_before = _server_cpu_now(backend, url), common.process_cpu()
-            started = time.perf_counter()
-            _post_all(app, posts)
-            posted = time.perf_counter()
-            _apply_all(app)
-            done = time.perf_counter()
-            cpu = common.process_cpu() - cpu_before
+            _warm_up(app, warm_up.posts if warm_up is not None else None)
+            server_before = _server_cpu_now(backend, url)
+            ceiling = posting = applying = cpu = 0.0
+            for activities, posts in rounds:
+                ceiling += len(activities) / ceiling_rate(activities, ORIGIN_LIST, repeat=2)
+                cpu_before, started = common.process_cpu(), time.perf_counter()
+                _post_all(app, posts)
+                posted = time.perf_counter()
+                _apply_all(app)
+                done = time.perf_counter()
+                cpu += common.process_cpu() - cpu_before
+                posting, applying = posting + posted - started, applying + done - posted
             server = _server_cpu(backend, url, server_before)
-            states = _states(app)
+            states = _states(app, [warm_up] if warm_up is not None else [])
         finally:
             common.dispose(app)
-    return _outcome(count, started, posted, done, states, cpu, server)
+    outcome = _outcome(count, posting, posting + applying, states, cpu, server)
+    outcome["ceiling_rate"] = count / ceiling
+    return outcome
 
 
 def _server_cpu_now(backend: str, url: str) -> float | None:
@@ -282,12 +325,14 @@ def _server_cpu(backend: str, url: str, before: float | None) -> float | None:
     return after - before if before is not None and after is not None else None
 
 
-def _outcome(count: int, started: float, posted: float, done: float, states: dict[str, int],
-             cpu: float, server_cpu: float | None) -> dict[str, Any]:
+def _outcome(count: int, posting: float, total: float, states: dict[str, int], cpu: float,
+             server_cpu: float | None) -> dict[str, Any]:
+    """What a run measured: ``posting`` seconds until every activity was stored, ``total`` until every
+    one was applied, ``cpu`` seconds of the node's processes and ``server_cpu`` of the database's."""
     return {
-        "activities_per_second": count / (done - started),
-        "inbox_per_second": count / (posted - started),
-        "seconds": round(done - started, 3),
+        "activities_per_second": count / total,
+        "inbox_per_second": count / posting,
+        "seconds": round(total, 3),
         "states": states,
         # Where the cores went: the node's processes, and the PostgreSQL server on the same machine
         # (its own processes: not in the node's count).
@@ -299,16 +344,16 @@ def _outcome(count: int, started: float, posted: float, done: float, states: dic
 # --- both cores ----------------------------------------------------------------------------------
 
 
-def _ready_node(config: dict[str, Any], partition: tuple[int, int] | None = None):
+def _ready_node(config: dict[str, Any], partition: tuple[int, int] | None = None, warm_up_posts=None):
     """A node app as a running process has it (``_warm_up``)."""
     app = common.make_node(config, migrate=False)
     app.config["HALLES_WORKER_PARTITION"] = partition
-    _warm_up(app)
+    _warm_up(app, warm_up_posts)
     return app
 
 
-def _poster(config: dict[str, Any], posts, start, finished, measured) -> None:
-    app = _ready_node(config)
+def _poster(config: dict[str, Any], posts, warm_up_posts, start, finished, measured) -> None:
+    app = _ready_node(config, warm_up_posts=warm_up_posts)
     start.wait()
     cpu = common.process_cpu()
     _post_all(app, posts)
@@ -319,13 +364,13 @@ def _poster(config: dict[str, Any], posts, start, finished, measured) -> None:
     common.dispose(app)
 
 
-def _applier(config: dict[str, Any], partition: tuple[int, int] | None, start, posting_done, finished,
-             measured) -> None:
+def _applier(config: dict[str, Any], partition: tuple[int, int] | None, warm_up_posts, start, posting_done,
+             finished, measured) -> None:
     """``halles worker``'s inbox loop: apply what is pending, wait a moment when nothing is, stop once the
     posters are done and nothing is left."""
     from node.fedi.worker import process_inbox
 
-    app = _ready_node(config, partition)
+    app = _ready_node(config, partition, warm_up_posts)
     start.wait()
     cpu = common.process_cpu()
     with app.app_context():
@@ -340,7 +385,7 @@ def _applier(config: dict[str, Any], partition: tuple[int, int] | None, start, p
     common.dispose(app)
 
 
-def dual(backend: str, posts, count: int) -> dict[str, Any]:
+def dual(backend: str, posts, count: int, warm_ups: list[WarmUp] | None = None) -> dict[str, Any]:
     """Two web processes post half of the batches each while the worker applies (``WORKER_PROCESSES``
     on PostgreSQL, one on SQLite), all at once, until everything is applied. Timed from the moment every process
     is ready to the moment the last one is done, as each reports it (process start and exit are left
@@ -358,10 +403,14 @@ def dual(backend: str, posts, count: int) -> dict[str, Any]:
         start = context.Barrier(2 + appliers + 1)
         posting_done, measured = context.Event(), context.Event()
         posted_at, applied_at = context.Queue(), context.Queue()
-        posters = [context.Process(target=_poster, args=(config, posts[index::2], start, posted_at, measured))
+        # Each process warms up on activities of its own (the posters' first, then the appliers').
+        warm_ups = (warm_ups or [])[:2 + appliers]
+        warm = [warm_up.posts for warm_up in warm_ups] + [None] * (2 + appliers - len(warm_ups))
+        posters = [context.Process(target=_poster, args=(config, posts[index::2], warm[index], start, posted_at,
+                                                         measured))
                    for index in range(2)]
         workers = [context.Process(target=_applier, args=(config, (index, appliers) if appliers > 1 else None,
-                                                          start, posting_done, applied_at, measured))
+                                                          warm[2 + index], start, posting_done, applied_at, measured))
                    for index in range(appliers)]
         for child in posters + workers:
             child.start()
@@ -386,9 +435,9 @@ def dual(backend: str, posts, count: int) -> dict[str, Any]:
         if any(child.exitcode != 0 for child in posters + workers):
             raise RuntimeError("a benchmark process failed (its traceback is above)")
         app = common.make_node(config, migrate=False)
-        states = _states(app)
+        states = _states(app, warm_ups)
         common.dispose(app)
-    outcome = _outcome(count, started, posted, done, states, cpu, server)
+    outcome = _outcome(count, posted - started, done - started, states, cpu, server)
     outcome["worker_processes"] = appliers
     # Of the two cores, the share that worked (the node's processes and the database server).
     outcome["cores_busy"] = round((cpu + (server or 0.0)) / (done - started), 2)
@@ -505,25 +554,33 @@ def run(*, quick: bool = False, results_dir: Path | None = None, count: int | No
     batches = batched_posts(activities)
     singles = one_per_post(activities)
     size = sum(len(body) for body, _ in singles) / len(singles)
+    # Single runs go round by round, each round's ceiling measured right before it (``single``).
+    in_rounds = [activities[first:first + ROUND_SIZE] for first in range(0, count, ROUND_SIZE)]
+    batched_rounds = [(part, batched_posts(part)) for part in in_rounds]
+    single_rounds = [(part, one_per_post(part)) for part in in_rounds]
+    warm_ups = [WarmUp.make(seed) for seed in range(2 + WORKER_PROCESSES)]
     runs: dict[str, dict[str, Any]] = {}
     modes = ("batched", "one-per-post", "dual") if quick else ("batched", "durable", "one-per-post", "dual")
     for backend in backends:
         for mode in modes:
-            # The ceiling is measured right before each run: on a shared machine the load drifts, and a
-            # ratio means something only against work done under the same conditions.
-            ceiling = ceiling_rate(activities, origins)
             if mode == "dual":
+                # Both cores are busy during the run: its ceiling is measured right before and right
+                # after it, and the two averaged (the machine's speed drifts; a ratio means something
+                # only against work done under the same conditions).
+                before = ceiling_rate(activities, origins)
                 label = f"dual/{backend}/batched"
-                outcome = dual(backend, batches, count)
+                outcome = dual(backend, batches, count, warm_ups)
+                outcome["ceiling_rate"] = (before + ceiling_rate(activities, origins)) / 2
             elif mode == "one-per-post":
                 label = f"single/{backend}/one-per-post"
-                outcome = single(backend, singles, count, durable=False)
+                outcome = single(backend, single_rounds, count, durable=False, warm_up=warm_ups[0])
             else:
                 label = f"single/{backend}/batched" + ("/durable" if mode == "durable" else "")
-                outcome = single(backend, batches, count, durable=mode == "durable")
+                outcome = single(backend, batched_rounds, count, durable=mode == "durable", warm_up=warm_ups[0])
             applied = outcome["states"].get("applied", 0)
             if applied != count:
                 raise RuntimeError(f"only {applied} of {count} activities were applied: {outcome['states']}")
+            ceiling = outcome.pop("ceiling_rate")
             outcome["ceiling"] = round(ceiling, 1)
             outcome["ratio"] = round(outcome["activities_per_second"] / ceiling, 3)
             for key in ("activities_per_second", "inbox_per_second"):

@@ -181,7 +181,7 @@ class WarmUp(NamedTuple):
 
 def _warm_up(app, posts: list[tuple[bytes, dict[str, str]]] | None = None) -> None:
     """What a running node did before the burst came: its keys read (parsing the RSA key takes about
-    40 ms, 0.02 ms per activity of a 2,000-activity run, that a process spends once in its life), a
+    40 ms, 0.01 ms per activity of a 4,000-activity run, that a process spends once in its life), a
     first request served, the activities of ``posts`` (a ``WarmUp``'s) received and applied (the modules the inbox
     and the worker import on first use, the statements they prepare: about 20 ms, once in a process's
     life), and what it built while starting set aside from the garbage collector, as node/wsgi.py and
@@ -544,7 +544,7 @@ def _say(label: str, outcome: dict[str, Any]) -> None:
 
 def run(*, quick: bool = False, results_dir: Path | None = None, count: int | None = None,
         backends: list[str] | None = None) -> dict[str, Any]:
-    count = count or (200 if quick else 2000)
+    count = count or (200 if quick else 4000)
     backends = backends or common.available_backends()
     if not ORIGIN_LIST:
         ORIGIN_LIST.extend(Origin.make(index) for index in range(ORIGINS))

@@ -438,6 +438,9 @@ def dual(backend: str, posts, count: int, warm_ups: list[WarmUp] | None = None) 
         states = _states(app, warm_ups)
         common.dispose(app)
     outcome = _outcome(count, posted - started, done - started, states, cpu, server)
+    # The node's CPU by role: the web processes' (posting) and the worker's (applying).
+    outcome["cpu_ms_per_activity"]["posting"] = round(sum(used for _at, used in posted_reports) * 1000 / count, 3)
+    outcome["cpu_ms_per_activity"]["applying"] = round(sum(used for _at, used in applied_reports) * 1000 / count, 3)
     outcome["worker_processes"] = appliers
     # Of the two cores, the share that worked (the node's processes and the database server).
     outcome["cores_busy"] = round((cpu + (server or 0.0)) / (done - started), 2)

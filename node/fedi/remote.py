@@ -256,11 +256,11 @@ def _sqlite_time(value: datetime | None) -> str | None:
 
 
 class RunWriter:
-    """The SQL of a run's writes and their parameters in the driver's own form, executed with the
-    driver's executemany on the session's connection (in its transaction): SQLAlchemy's per-row bind
-    processing and execution machinery cost about as much as the inserts themselves on SQLite. Values
-    are bound as SQLAlchemy would bind them: JSON as the dialect's serializer writes it (``jsontext.dumps``;
-    None as JSON null), DateTime as SQLAlchemy's SQLite text or, for psycopg, as is."""
+    """The SQL of a run's writes and their parameters in the driver's own form, executed through the
+    driver's cursor on the session's connection (in its transaction; ``write_rows``): SQLAlchemy's
+    per-row bind processing and execution machinery cost about as much as the inserts themselves on
+    SQLite. Values are bound as SQLAlchemy would bind them: JSON as the dialect's serializer writes it
+    (``jsontext.dumps``; None as JSON null), DateTime as SQLAlchemy's SQLite text or, for psycopg, as is."""
 
     def __init__(self, dialect: Any) -> None:
         self.postgres = dialect.name == "postgresql"

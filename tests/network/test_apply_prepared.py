@@ -4,7 +4,8 @@ items are read again under the lock, and the run reads and writes through the dr
 (``remote.RunWriter``). These tests check that each shortcut gives what the plain way gives: the same
 stored events whether the objects were prepared beforehand or converted during the run, an activity
 changed or no longer pending by the time the lock is taken, the values bound and read as SQLAlchemy
-binds and reads them, and the listing cache emptied by a run's commit."""
+binds and reads them, the listing cache emptied by a run's commit, and an idle poll that opens no session
+transaction yet sees an item as soon as it is stored."""
 
 from __future__ import annotations
 
@@ -251,3 +252,25 @@ def test_a_utc_time_is_read_as_the_full_parse_reads_it(value):
 
     assert outcome(lambda: parse_time(value, "updated")) == outcome(
         lambda: to_naive_utc(parse_aware(value, "updated")))
+
+
+def test_an_idle_poll_opens_no_session_transaction_and_a_stored_item_is_seen_at_once(two_nodes):
+    """``worker._nothing_pending``: an empty inbox is found out on a pooled connection of its own, without
+    beginning and rolling back the session's transaction; an item the inbox has just stored (on its own
+    connection) is claimed by the next poll."""
+    from node.extensions import db
+    from node.fedi import worker
+    from node.fedi.models import InboxItem
+
+    (app, _other), (paris, _lyon, _grenoble) = two_nodes
+    with app.app_context():
+        assert worker.process_inbox() == 0
+        assert not db.session().in_transaction()
+        created = activity(paris, 50, 0, kind="Create")
+        queue(app, [created])
+        assert worker.process_inbox() == 1
+        state = db.session.scalar(select(InboxItem.state).where(InboxItem.activity_id == created["id"]))
+        assert state == "applied"
+        db.session.rollback()
+        assert worker.process_inbox() == 0
+        assert not db.session().in_transaction()

@@ -33,6 +33,7 @@ import multiprocessing
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -250,7 +251,7 @@ def _apply_all(app) -> None:
             pass
 
 
-def _states(app, warm_ups: list[WarmUp] = ()) -> dict[str, int]:
+def _states(app, warm_ups: Sequence[WarmUp] = ()) -> dict[str, int]:
     """The inbox items by state and the events, less those of the processes' ``warm_ups``."""
     from sqlalchemy import func, select
 

@@ -297,6 +297,10 @@ def authenticate(activity: dict[str, Any], signer: str) -> None:
     (an activity forwarded by a peer that re-shared the object)."""
     actor = actor_id(activity)
     assert actor is not None
+    if not same_origin(activity["id"], actor):
+        # Activity ids are unique in the inbox (a replay is a duplicate): a server that could name its
+        # activities on another origin could take that origin's ids first and have its real ones dropped.
+        raise Unauthorized(f"activity {activity['id']} claims another origin than its actor {actor}")
     # The activity's canonical form contains its object's: written once for both proofs.
     shared = SharedCanonicalizer()
     if signer != actor:

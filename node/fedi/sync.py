@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from federation.errors import FederationError
 from federation.proofs import verify_document
+from federation.urls import same_origin
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi.handlers import actor_id
@@ -98,6 +99,9 @@ def _requeue_ignored_before_following(activity: dict) -> bool:
 def _verified(activity: dict) -> bool:
     actor = actor_id(activity)
     if actor is None or not isinstance(activity.get("id"), str):
+        return False
+    if not same_origin(activity["id"], actor):  # as the inbox refuses it (``inbox.authenticate``)
+        log.warning("catch-up: dropping %s: it claims another origin than its actor %s", activity["id"], actor)
         return False
     result = verify_document(activity, resolve_key, now=now_aware(), expected_origin=actor)
     if not result.ok:

@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from tests.network.test_inbox_security import create, event_object, inbox_count, now, signed, signer_of
+from tests.network.test_inbox_security import create, event_object, inbox_count, now, post, signed, signer_of
 
 
 def batch_of(node, activities, *, actor=None):
@@ -128,6 +128,26 @@ def test_each_refused_activity_says_why_and_its_neighbours_are_kept(pair, make_n
     assert results[6] == {"id": valid["id"], "status": 200, "detail": "duplicate"}
     assert inbox_count(paris) == 1
     assert applied_events(paris) == 1
+
+
+def test_an_activity_named_on_another_origin_cannot_take_that_origins_id(pair, make_node):
+    """Activity ids are unique in the inbox: were Lyon allowed to name an activity on Marseille's
+    origin, Marseille's own activity of that id would later be dropped as a duplicate."""
+    paris, lyon = pair
+    marseille = make_node("Le Comptoir des Quartiers", "Marseille")
+    genuine = signed_create(marseille)
+    squatter = signed(lyon, {**create(lyon, signed(lyon, event_object(lyon))), "id": genuine["id"]})
+    response = post_batch(paris, lyon, batch_of(lyon, [squatter]))
+    assert response.status_code == 202, response.text
+    [result] = response.json()["results"]
+    assert result["status"] == 401 and "another origin" in result["detail"], result
+    alone = post(paris, lyon, squatter)
+    assert alone.status_code == 401 and "another origin" in alone.json()["detail"], alone.text
+    assert inbox_count(paris) == 0
+
+    answer = post_batch(paris, marseille, batch_of(marseille, [genuine]))
+    assert [line["status"] for line in answer.json()["results"]] == [202]
+    assert inbox_count(paris) == 1
 
 
 def test_an_activity_too_large_to_be_posted_alone_is_refused_in_a_batch_too(pair):

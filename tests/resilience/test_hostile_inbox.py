@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -171,6 +172,11 @@ def test_forgeries(world):
         # signed by remote.test, claiming to be other.test
         ("actor and key disagree", remote.post(node.url, other.activity("Create", other.prove(other.event()))),
          "disagree"),
+        # an activity named on another origin: it would take that origin's id in the inbox
+        ("activity id of another origin",
+         remote.post(node.url, remote.activity("Create", remote.prove(remote.event()),
+                                               id=f"{other.base}/activities/{uuid.uuid4()}")),
+         "another origin"),
         # the object lives on another origin than the actor
         ("object of another origin", remote.post(node.url, remote.activity("Create", other.prove(other.event()))),
          "another origin"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import subprocess
+from datetime import datetime
 
 import pytest
 from sqlalchemy import create_engine, inspect
@@ -184,5 +185,50 @@ def test_upgrade_gives_pending_inbox_items_their_shard(kind, empty_database, tmp
             upgrade(directory=MIGRATIONS_DIR)
             shards = dict(db.session.execute(text("SELECT state, shard FROM inbox_items")).all())
         assert shards == {"pending": shard_of(about_an_event), "applied": 0}
+    finally:
+        dispose(app)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_received_activities_are_compressed_with_lz4_on_postgresql(kind, empty_database, tmp_path):
+    """Migration 0004: on a PostgreSQL server built with LZ4, a received activity large enough to be
+    compressed is compressed with it (cheaper than pglz); it reads back whole. Nothing changes on
+    SQLite; downgrading gives the column back its server's default."""
+    import sqlalchemy as sa
+    from flask_migrate import downgrade, upgrade
+    from sqlalchemy import text
+
+    from node.extensions import db
+
+    activity = {"id": "https://lyon.example.org/activities/1", "type": "Create",
+                "actor": "https://lyon.example.org/actor",
+                "object": {"id": "https://lyon.example.org/events/1", "type": "Event",
+                           "content": "Atelier de réparation de vélos, ouvert à toutes et tous. " * 60}}
+    app = app_for(empty_database(kind), tmp_path)
+    try:
+        with app.app_context():
+            upgrade(directory=MIGRATIONS_DIR)
+            items = db.metadata.tables["inbox_items"]
+            db.session.execute(items.insert().values(
+                activity_id=activity["id"], activity_type="Create", signer=activity["actor"], activity=activity,
+                state="pending", received_at=datetime(2026, 11, 1, 10), shard=0))
+            db.session.commit()
+            assert db.session.scalar(sa.select(items.c.activity)) == activity
+            if kind != "postgresql":
+                return
+            has_lz4 = db.session.scalar(text(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"))
+            column = text("SELECT attcompression FROM pg_attribute "
+                          "WHERE attrelid = 'inbox_items'::regclass AND attname = 'activity'")
+            stored = db.session.scalar(text("SELECT pg_column_compression(activity) FROM inbox_items"))
+            if has_lz4:
+                assert db.session.scalar(column) == "l"
+                assert stored == "lz4"
+            else:
+                assert db.session.scalar(column) == ""
+            db.session.commit()
+            downgrade(directory=MIGRATIONS_DIR, revision="0003")
+            assert db.session.scalar(column) == ""
+            db.session.commit()
     finally:
         dispose(app)

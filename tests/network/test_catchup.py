@@ -1,6 +1,7 @@
 """A node that was down catches up with everything it missed, through every outbox page."""
 
 import time
+import uuid
 
 from sqlalchemy import func, select
 
@@ -96,3 +97,17 @@ def test_an_event_pushed_before_the_follow_was_accepted_arrives_by_catch_up(thre
     settle([paris, lyon])
     assert "Publié trop tôt" in remote_listing(lyon)
     assert remote_listing(lyon) == local_listing(paris)
+
+
+def test_catch_up_drops_an_activity_named_on_another_origin(three_nodes):
+    """An outbox page may list only its own origin's activities, proof or not: as the inbox, catch-up
+    refuses an activity whose id is on another origin than its actor (it would take that id)."""
+    from node.fedi.sync import _verified
+    from tests.network.test_inbox_security import create, event_object, signed
+
+    paris, lyon, marseille = three_nodes
+    genuine = signed(lyon, create(lyon, signed(lyon, event_object(lyon))))
+    squatter = signed(lyon, {**create(lyon, signed(lyon, event_object(lyon))),
+                             "id": f"{marseille.url}/activities/{uuid.uuid4()}"})
+    assert paris.query(lambda: _verified(genuine)) is True
+    assert paris.query(lambda: _verified(squatter)) is False

@@ -45,6 +45,12 @@ def test_ingest(tmp_path):
         # every activity went through the inbox (202) and was applied by the worker
         assert run["states"] == {"applied": 12, "events": run["states"]["events"]}, label
         assert 0 < run["states"]["events"] <= 12
+    # The modes the target is judged on ran several times; the run of median ratio is the one reported.
+    for label in (f"single/{backend()}/batched", f"dual/{backend()}/batched"):
+        repeats = result["runs"][label]["repeats"]
+        assert len(repeats) == ingest.TARGET_RUNS, label
+        assert result["runs"][label]["ratio"] == sorted(repeats)[(len(repeats) - 1) // 2], label
+    assert result["ratios_by_backend"][backend()]["single"] == result["runs"][f"single/{backend()}/batched"]["ratio"]
 
 
 def test_fanout(tmp_path):

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
+#: The usual form of an id: lowercase scheme and host name, no port, no user, nothing ``urlsplit``
+#: would strip or rewrite. Read without ``urlsplit`` (a tenth of its cost); anything else goes through it.
+_PLAIN_ORIGIN = re.compile(r"(https?)://([a-z0-9.\-]+)(?:[/?#]|\Z)")
 
-#: Pure and asked about the same few actor and key URLs for every activity of a burst.
+
+#: Pure and asked about the same few actor and key URLs for every activity of a burst (each event's
+#: id, though, once or twice: hence the plain form read without ``urlsplit``).
 @lru_cache(maxsize=4096)
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """``(scheme, host, port)`` of an http(s) URL with the default port filled in, else ``None``."""
+    plain = _PLAIN_ORIGIN.match(url)
+    if plain is not None:
+        scheme, host = plain.groups()
+        host = host.rstrip(".")
+        if host:
+            return scheme, host, DEFAULT_PORTS[scheme]
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from json.decoder import scanstring
 from typing import Any
@@ -292,9 +293,11 @@ def blocked_among(domains: set[str]) -> str | None:
     return next((domain for domain in sorted(domains) if domain and domain in blocked), None)
 
 
-def authenticate(activity: dict[str, Any], signer: str) -> None:
+def authenticate(activity: dict[str, Any], signer: str, now: datetime | None = None) -> None:
     """The signer must be the activity's actor, or the activity must carry the actor's own proof
-    (an activity forwarded by a peer that re-shared the object)."""
+    (an activity forwarded by a peer that re-shared the object). ``now``: the time proofs are checked
+    against (one per request: a batch's activities are checked within the same second)."""
+    now = now or now_aware()
     actor = actor_id(activity)
     assert actor is not None
     if not same_origin(activity["id"], actor):
@@ -306,19 +309,20 @@ def authenticate(activity: dict[str, Any], signer: str) -> None:
     if signer != actor:
         if "proof" not in activity:
             raise Unauthorized(f"activity actor {actor} and signing key owner {signer} disagree")
-        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now_aware(),
+        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now,
                                  expected_origin=actor, canonicalizer=shared)
         if not result.ok:
             raise Unauthorized(f"forwarded activity: {result.reason}")
     elif "proof" in activity:
-        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now_aware(),
+        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now,
                                  expected_origin=actor, canonicalizer=shared)
         if not result.ok:
             raise Unauthorized(f"activity proof: {result.reason}")
-    _check_object(activity, actor, shared)
+    _check_object(activity, actor, now, shared)
 
 
-def _check_object(activity: dict[str, Any], actor: str, shared: SharedCanonicalizer | None = None) -> None:
+def _check_object(activity: dict[str, Any], actor: str, now: datetime,
+                  shared: SharedCanonicalizer | None = None) -> None:
     kind = activity["type"]
     obj = activity.get("object")
     target = object_id(obj)
@@ -329,7 +333,7 @@ def _check_object(activity: dict[str, Any], actor: str, shared: SharedCanonicali
         if attributed is not None and not same_origin(attributed, actor):
             raise Unauthorized(f"object attributed to {attributed} was sent by {actor}")
         if "proof" in obj:
-            result = verify_document(obj, resolve_key, now=now_aware(), expected_origin=target, canonicalizer=shared)
+            result = verify_document(obj, resolve_key, now=now, expected_origin=target, canonicalizer=shared)
             if not result.ok:
                 raise Unauthorized(f"object proof: {result.reason}")
     if kind == "Announce":
@@ -343,7 +347,7 @@ def _check_object(activity: dict[str, Any], actor: str, shared: SharedCanonicali
                 raise Unauthorized("an embedded re-shared object must carry its origin's proof")
             if target is None or not same_origin(target, origin):
                 raise Unauthorized(f"re-shared object {target} claims another origin than {origin}")
-            result = verify_document(obj, resolve_key, now=now_aware(), expected_origin=origin, canonicalizer=shared)
+            result = verify_document(obj, resolve_key, now=now, expected_origin=origin, canonicalizer=shared)
             if not result.ok:
                 raise Unauthorized(f"re-shared object proof: {result.reason}")
         elif isinstance(obj, str):
@@ -367,7 +371,8 @@ def receive(method: str, url: str, headers: Any, body: bytes,
     blocked = blocked_among(checked)
     if blocked:
         raise Forbidden(f"{blocked} is blocked by this node")
-    result = verify_request(method, url, headers, body, resolve_key, now=now_aware())
+    now = now_aware()  # one time for the request's signature and every proof it carries
+    result = verify_request(method, url, headers, body, resolve_key, now=now)
     if not result.ok and result.reason == "unknown key" and compat.is_self_delete(activity):
         return Received(None, False)  # an account we never knew deleted itself: nothing to forget
     if not result.ok:
@@ -376,17 +381,19 @@ def receive(method: str, url: str, headers: Any, body: bytes,
     if result.owner and domain_of(result.owner) not in checked and is_blocked(domain_of(result.owner)):
         raise Forbidden(f"{domain_of(result.owner)} is blocked by this node")
     if is_batch(activity):
-        return receive_batch(activity, result.owner or "", texts)
-    authenticate(activity, result.owner or "")
+        return receive_batch(activity, result.owner or "", texts, now)
+    authenticate(activity, result.owner or "", now)
     return store(activity, result.owner or "")
 
 
-def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = None) -> Received:
+def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = None,
+                  now: datetime | None = None) -> Received:
     """The activities of a batch whose HTTP signature was verified: each is checked as it would be
     alone (shape, blocks, actor against signer, proofs), the valid ones stored in one statement and
     one commit, and each gets its own verdict: one bad activity does not cost the others."""
     if actor_id(batch) != signer:
         raise Unauthorized(f"batch actor {actor_id(batch)} and signing key owner {signer} disagree")
+    now = now or now_aware()
     blocked = blocked_domains().current()
     results: list[dict[str, Any]] = []
     valid: list[tuple[int, dict[str, Any]]] = []
@@ -404,7 +411,7 @@ def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = 
             domain = domain_of(actor_id(item) or "")
             if domain in blocked:
                 raise Forbidden(f"{domain} is blocked by this node")
-            authenticate(item, signer)
+            authenticate(item, signer, now)
         except HallesError as exc:
             item_id = item.get("id")
             results.append({"id": item_id if isinstance(item_id, str) else None, "status": exc.status,

@@ -86,6 +86,7 @@ def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -
         )
     importlib.import_module("node.ops.production").init_app(app)
     _configure_sqlite(app)
+    _configure_postgresql(app)
 
     from node import cli
 
@@ -93,6 +94,19 @@ def create_app(config: dict[str, Any] | None = None, *, validate: bool = True) -
     if validate:
         config_module.validate(app.config)
     return app
+
+
+def _configure_postgresql(app: Flask) -> None:
+    """PostgreSQL: connections that keep their prepared statements across clean rollbacks
+    (``node.common.pgconnection``)."""
+    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return
+    from sqlalchemy import event
+
+    from node.common.pgconnection import connect_keeping_prepared
+
+    with app.app_context():
+        event.listen(db.engine, "do_connect", connect_keeping_prepared)
 
 
 def _configure_sqlite(app: Flask) -> None:

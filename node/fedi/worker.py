@@ -101,8 +101,12 @@ def _nothing_pending(shard: str, params: list[Any]) -> bool:
             return cursor.fetchone() is None
         finally:
             cursor.close()
+            # A read: ended by a commit rather than by the pool's rollback, after which psycopg
+            # forgets every statement it prepared on the connection (the worker's next run, on this
+            # same pooled connection, would plan its inserts again).
+            connection.commit()
     finally:
-        connection.close()  # back to the pool, its transaction rolled back
+        connection.close()  # back to the pool
 
 
 def process_inbox(limit: int = INBOX_BATCH) -> int:

@@ -150,7 +150,9 @@ def _config(workdir: Path, url: str) -> dict[str, Any]:
     config = common.node_config(workdir, url, name="Receveur", city="Paris", url="http://receiver.bench")
     # The inbox's per-server budget is part of the path (its bucket is taken on every POST) but a
     # festival burst is what is measured here, not the limit: make it large enough never to refuse.
+    # The origins are followed: theirs is the partners' budget (6000 a minute by default).
     config["HALLES_RATE_LIMIT_INBOX"] = "100000000/1m"
+    config["HALLES_RATE_LIMIT_INBOX_PARTNERS"] = "100000000/1m"
     return config
 
 

@@ -44,6 +44,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_SYNC_INTERVAL_SECONDS": ("HALLES_SYNC_INTERVAL_SECONDS", "float"),
     "HALLES_LISTING_CACHE_SECONDS": ("HALLES_LISTING_CACHE_SECONDS", "float"),
     "HALLES_RATE_LIMIT_INBOX": ("HALLES_RATE_LIMIT_INBOX", "str"),
+    "HALLES_RATE_LIMIT_INBOX_PARTNERS": ("HALLES_RATE_LIMIT_INBOX_PARTNERS", "str"),
     "HALLES_RATE_LIMIT_REGISTRATIONS": ("HALLES_RATE_LIMIT_REGISTRATIONS", "str"),
     "HALLES_RATE_LIMIT_LOGIN": ("HALLES_RATE_LIMIT_LOGIN", "str"),
     "HALLES_RATE_LIMIT_BOOKING_REQUESTS": ("HALLES_RATE_LIMIT_BOOKING_REQUESTS", "str"),
@@ -73,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "HALLES_LISTING_CACHE_SECONDS": 1.0,
     # COUNT/PERIOD token buckets (node/common/ratelimit.py); "off" disables one.
     "HALLES_RATE_LIMIT_INBOX": "300/1m",
+    "HALLES_RATE_LIMIT_INBOX_PARTNERS": "6000/1m",
     "HALLES_RATE_LIMIT_REGISTRATIONS": "30/10m",
     "HALLES_RATE_LIMIT_LOGIN": "10/5m",
     # Room requests from people without an account, per client address (each one emails the address

@@ -28,8 +28,9 @@ not write the database for each. Tokens a lease did not spend are lost, never ha
 bound above then holds within one lease per process (a client can get at most that many more
 through while the database bucket refills to full under an unspent lease). ``take`` itself is exact.
 
-Limits in use (see ``LIMITS``): the inbox per remote server, event registrations per client address,
-sign-in attempts per client address (failed logins and password-reset requests)."""
+Limits in use (see ``LIMITS``): the inbox per remote server (a larger one for partners), event
+registrations per client address, sign-in attempts per client address (failed logins and password-reset
+requests)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ from node.extensions import db
 LIMITS: dict[str, tuple[str, str, str]] = {
     # A peer announcing a festival sends a few hundred activities; catch-up is pulled, not pushed.
     "inbox": ("HALLES_RATE_LIMIT_INBOX", "HALLES_RATE_LIMIT_INBOX", "300/1m"),
+    # The servers this node follows or peers with (node.fedi.peering.PartnerDomains): a partner's
+    # festival programme, a thousand events and their updates, arrives in seconds, not minutes.
+    "inbox_partners": ("HALLES_RATE_LIMIT_INBOX_PARTNERS", "HALLES_RATE_LIMIT_INBOX_PARTNERS", "6000/1m"),
     # Citizens register without an account; a family or a class behind one address registers a few.
     "registrations": ("HALLES_RATE_LIMIT_REGISTRATIONS", "HALLES_RATE_LIMIT_REGISTRATIONS", "30/10m"),
     # Failed sign-ins (successful ones are free: 25 organisations share one office address).
@@ -317,7 +321,8 @@ def _refusal(name: str, client: str, rate: Rate, decision: Decision, what: str) 
     )
 
 
-WHAT = {"inbox": "activities", "registrations": "registrations", "login": "sign-in attempts"}
+WHAT = {"inbox": "activities", "inbox_partners": "activities", "registrations": "registrations",
+        "login": "sign-in attempts"}
 
 
 class _Lease:

@@ -8,10 +8,13 @@ group's events, say) carry no attestation."""
 from __future__ import annotations
 
 import difflib
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import select, update
 
 from federation.errors import FetchError
@@ -232,6 +235,42 @@ def unblock(domain: str) -> None:
     if server is None or not server.blocked:
         raise NotFound(f"{domain} is not blocked")
     server.blocked = False
+
+
+#: How long a process keeps its list of partner domains: a new peering or follow counts within this time.
+PARTNER_DOMAINS_SECONDS = 30.0
+
+
+class PartnerDomains:
+    """The domains of the servers this node follows (accepted) or whose charter-attested peering
+    request it approved: the inbox gives them a budget of their own (``HALLES_RATE_LIMIT_INBOX_PARTNERS``).
+    A plain follower (any fediverse account following the node) is not one: following costs an
+    attacker nothing. Read again every ``PARTNER_DOMAINS_SECONDS`` (one per app)."""
+
+    def __init__(self) -> None:
+        self._domains: frozenset[str] = frozenset()
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def current(self) -> frozenset[str]:
+        if time.monotonic() < self._until:
+            return self._domains
+        rows = select(RemoteActor.domain, Follow.direction, Follow.attestation).join(
+            Follow, Follow.actor_id == RemoteActor.id).where(Follow.state == "accepted")
+        with db.engine.connect() as connection:
+            domains = frozenset(domain for domain, direction, attestation in connection.execute(rows)
+                                if direction == "outgoing" or attestation is not None)
+        with self._lock:
+            self._domains, self._until = domains, time.monotonic() + PARTNER_DOMAINS_SECONDS
+        return domains
+
+
+def is_partner_domain(domain: str) -> bool:
+    """Whether ``domain`` is one of this node's partners (``PartnerDomains``)."""
+    partners = current_app.extensions.get("halles_partner_domains")
+    if partners is None:
+        partners = current_app.extensions.setdefault("halles_partner_domains", PartnerDomains())
+    return bool(domain) and domain in partners.current()
 
 
 def list_peers() -> list[PeerView]:

@@ -13,7 +13,7 @@ from federation.httpsig import verify_request
 from node.common import ratelimit
 from node.extensions import db
 from node.fedi import inbox as inbox_module
-from node.fedi import outbox
+from node.fedi import outbox, peering
 from node.fedi.identity import USERNAME, actor_document, load_identity
 from node.fedi.keystore import resolve_key
 from node.fedi.models import Follow, OutboxEntry, RemoteActor, Tombstone
@@ -114,12 +114,16 @@ def actor():
 def inbox():
     # Per remote server (the domain of the signing key, else the client's address), before any work:
     # verifying means fetching keys and checking signatures, which a flood must not get for free.
+    # A partner (a server this node follows or peers with) has a larger budget of its own. Its name is
+    # not verified yet: a forger claiming it spends the partner's tokens, then fails the signature
+    # check before any activity's proofs are verified.
     sender = inbox_module._key_domain(request.headers) or ratelimit.client_address()
-    ratelimit.enforce("inbox", sender)
+    limit = "inbox_partners" if peering.is_partner_domain(sender) else "inbox"
+    ratelimit.enforce(limit, sender)
     received = inbox_module.receive(
         request.method, inbox_module.request_url(request), request.headers, request.get_data(cache=False),
         # A batch spends one token per activity, before verifying as the first: the budget counts activities.
-        charge_batch=lambda count: ratelimit.enforce("inbox", sender, cost=count - 1))
+        charge_batch=lambda count: ratelimit.enforce(limit, sender, cost=count - 1))
     if received.results is not None:
         return jsonify({"results": received.results}), 202
     return Response(status=202, headers={"X-Halles-Duplicate": "1"} if received.duplicate else {})

@@ -314,8 +314,10 @@ def test_an_inbox_that_refuses_a_batch_gets_single_posts_from_then_on(network):
 
 
 def test_a_413_naming_a_size_gets_batches_of_that_size(network):
-    # Lyon's inbox takes 20 activities per second; Paris's copy of its actor does not say so.
-    paris, lyon, org = network(lyon_config={"HALLES_RATE_LIMIT_INBOX": "20/1s"})
+    # Lyon's inbox takes 20 activities per second (Paris, which Lyon follows, is a partner of Lyon's:
+    # its budget is the partners'); Paris's copy of its actor does not say so.
+    paris, lyon, org = network(lyon_config={"HALLES_RATE_LIMIT_INBOX": "20/1s",
+                                            "HALLES_RATE_LIMIT_INBOX_PARTNERS": "20/1s"})
     assert paris.client.get("/actor").get_json()["batchDelivery"]["maxItems"] == 100
     assert lyon.client.get("/actor").get_json()["batchDelivery"]["maxItems"] == 20
     edit_stored_actor(paris, lyon.actor, lambda document: document["batchDelivery"].pop("maxItems"))

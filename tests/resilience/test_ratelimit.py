@@ -55,7 +55,11 @@ def test_limits_come_from_the_environment_and_are_validated(tmp_path):
     assert "HALLES_RATE_LIMIT_LOGIN" not in message and "HALLES_RATE_LIMIT_INBOX" not in message
     defaults = load(environ={"HALLES_INSTANCE": str(tmp_path)})
     assert {name: defaults[key] for name, (key, _env, _default) in ratelimit.LIMITS.items()} == {
-        "inbox": "300/1m", "registrations": "30/10m", "login": "10/5m"}
+        "inbox": "300/1m", "inbox_partners": "6000/1m", "registrations": "30/10m", "login": "10/5m"}
+    wrong = load(environ={"HALLES_INSTANCE": str(tmp_path), "HALLES_SECRET_KEY": "x",
+                          "HALLES_RATE_LIMIT_INBOX_PARTNERS": "6000 a minute"})
+    with pytest.raises(ConfigError, match="HALLES_RATE_LIMIT_INBOX_PARTNERS"):
+        validate(wrong)
 
 
 # --- the bucket -----------------------------------------------------------------------------------
@@ -349,6 +353,55 @@ def test_inbox_is_limited_per_remote_server(make_node):
     assert post(paris, marseille, create(marseille, signed(marseille, event_object(marseille)))).status_code == 202
     assert inbox_count(paris) == 3
     tally.inputs("rate-limited requests", 4)
+
+
+def test_partners_have_a_larger_inbox_budget_of_their_own(make_node):
+    """A server this node follows, or whose charter-attested peering it approved, spends from the
+    partners' budget; one that merely follows this node (any fediverse account can) does not."""
+    from tests.network.helpers import peer
+    from tests.support.nodes import settle
+
+    paris = make_node("Les Halles Civiques", "Paris", HALLES_RATE_LIMIT_INBOX="2/1h",
+                      HALLES_RATE_LIMIT_INBOX_PARTNERS="4/1h")
+    lyon = make_node("La Fabrique Commune", "Lyon")
+    marseille = make_node("Le Comptoir des Quartiers", "Marseille")
+    grenoble = make_node("La Base", "Grenoble")
+    peer(paris, lyon, [paris, lyon])  # Paris follows Lyon, with Lyon's approval: Lyon is a partner
+    result = grenoble.cli("follow", paris.actor)  # Grenoble follows Paris without a charter: not one
+    assert result.exit_code == 0, result.output
+    settle([paris, grenoble])
+
+    def follows_of_paris():
+        from sqlalchemy import select
+
+        from node.extensions import db
+        from node.fedi.models import Follow, RemoteActor
+
+        return set(db.session.execute(select(RemoteActor.ap_id, Follow.direction, Follow.state)
+                                      .join(Follow, Follow.actor_id == RemoteActor.id)).all())
+
+    assert {(lyon.actor, "outgoing", "accepted"), (grenoble.actor, "incoming", "accepted")} <= paris.query(
+        follows_of_paris)
+    paris.app.extensions.pop("halles_partner_domains", None)  # as after PARTNER_DOMAINS_SECONDS
+    before = inbox_count(paris)
+
+    for _ in range(4):
+        assert post(paris, lyon, create(lyon, signed(lyon, event_object(lyon)))).status_code == 202
+    refused = post(paris, lyon, create(lyon, signed(lyon, event_object(lyon))))
+    assert refused.status_code == 429, refused.text
+    assert "limit inbox_partners" in refused.json()["detail"]
+    accepted = 4
+    for stranger in (marseille, grenoble):
+        # Two at most from the general budget (Grenoble spent one on its Follow already), then a 429.
+        answers = [post(paris, stranger, create(stranger, signed(stranger, event_object(stranger))))
+                   for _ in range(3)]
+        statuses = [answer.status_code for answer in answers]
+        assert statuses[-1] == 429 and statuses.count(202) >= 1, statuses
+        assert statuses == sorted(statuses), statuses  # every 202 before the first 429
+        assert "limit inbox)" in answers[-1].json()["detail"], answers[-1].text
+        accepted += statuses.count(202)
+    assert inbox_count(paris) == before + accepted
+    tally.inputs("rate-limited requests", 11)
 
 
 def test_web_sign_in_is_limited_per_address_on_failures(make_app):

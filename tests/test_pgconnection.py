@@ -101,3 +101,23 @@ def test_the_workers_idle_poll_leaves_the_prepared_statements(pg_app):
         db.session.commit()
         assert _nothing_pending("", [])
         assert is_prepared(dbapi_connection())
+
+
+def test_a_two_phase_transaction_keeps_psycopgs_rules(pg_app):
+    """psycopg refuses ``rollback()`` during a two-phase transaction; so does this connection."""
+    import psycopg
+
+    from node.extensions import db
+
+    with pg_app.app_context():
+        connection = db.engine.raw_connection()
+        try:
+            dbapi = connection.dbapi_connection
+            dbapi.rollback()
+            dbapi.tpc_begin(dbapi.xid(1, "halles-test", "branch"))
+            dbapi.execute("SELECT 1")
+            with pytest.raises(psycopg.ProgrammingError, match="two-phase"):
+                dbapi.rollback()
+            dbapi.tpc_rollback()
+        finally:
+            connection.close()

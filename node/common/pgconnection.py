@@ -13,7 +13,7 @@ psycopg forgets them because a transaction that failed may have lost statements 
 statements the server does not hold. A transaction without error lost nothing: every statement it
 prepared exists and stays valid (PostgreSQL re-plans one whose tables changed, or fails as the same
 query would). So such a rollback keeps them; any other (a failed transaction, a pipeline, psycopg's
-own ``transaction()`` blocks) is psycopg's own."""
+own ``transaction()`` blocks, a two-phase transaction) is psycopg's own."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class KeepPreparedConnection(psycopg.Connection):
 
     def rollback(self) -> None:
         if (self.pgconn.transaction_status != TransactionStatus.INTRANS
-                or getattr(self, "_pipeline", None) is not None or getattr(self, "_num_transactions", 0)):
+                or getattr(self, "_pipeline", None) is not None or getattr(self, "_num_transactions", 0)
+                or getattr(self, "_tpc", None) is not None):
             super().rollback()
             return
         with self.lock:

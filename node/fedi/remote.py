@@ -321,9 +321,9 @@ class RunWriter:
                          "WHERE follows.direction = 'outgoing' AND follows.state = 'accepted'")
 
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """The rows of ``sql`` (``{marks}``: one placeholder per parameter) on the session's connection."""
+        """The rows of ``sql`` (``IN ({marks})``: one placeholder per parameter) on the session's connection."""
         if "{marks}" in sql:
-            sql = sql.replace("{marks}", ", ".join([self.mark] * len(params)))
+            sql, params = in_list(sql, params, postgres=self.postgres)
         return driver_rows(sql, params)
 
     def _placeholder(self, key: str) -> str:
@@ -419,6 +419,16 @@ class RunWriter:
                 value = known[1] if known is not None and known[0] is value else convert(value)
             params.append(value)
         return params
+
+
+def in_list(sql: str, params: Sequence[Any], *, postgres: bool) -> tuple[str, Sequence[Any]]:
+    """``sql``'s ``IN ({marks})`` with one placeholder per value of ``params`` (SQLite), or on
+    PostgreSQL ``= ANY(%s)`` with the values as one array: the same statement text for any number of
+    values, which psycopg prepares on the connection once it has run a few times (the server then
+    neither parses nor plans it again), instead of a new statement for every length."""
+    if postgres:
+        return sql.replace("IN ({marks})", "= ANY(%s)"), [list(params)]
+    return sql.replace("{marks}", ", ".join(["?"] * len(params))), params
 
 
 def driver_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -35,6 +35,7 @@ from node.fedi.remote import (
     RunLookups,
     batch_lookups,
     driver_rows,
+    in_list,
     note_driver_write,
     prepare_events,
     run_writer,
@@ -78,11 +79,17 @@ class _Received:
         return decoded
 
 
-def _driver_sql(sql: str, count: int = 0, **parts: str) -> tuple[str, bool]:
+def _driver_sql(sql: str, **parts: str) -> tuple[str, bool]:
     postgres = db.engine.dialect.name == "postgresql"
     mark = "%s" if postgres else "?"
-    return sql.format(mark=mark, marks=", ".join([mark] * count),
-                      activity="activity", **parts), postgres
+    return sql.format(mark=mark, marks="{marks}", activity="activity", **parts), postgres
+
+
+def _for_ids(sql: str, ids: list[int]) -> tuple[str, list[Any]]:
+    """``sql`` (``IN ({marks})``) for the items ``ids``, and their parameters (``remote.in_list``)."""
+    text, postgres = _driver_sql(sql)
+    text, params = in_list(text, ids, postgres=postgres)
+    return text, list(params)
 
 
 def _nothing_pending(shard: str, params: list[Any]) -> bool:
@@ -189,8 +196,8 @@ def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], RunLookups],
 def _pending(ids: list[int], received: _Received | None = None) -> list[tuple[int, dict[str, Any]]]:
     """The items ``ids`` still pending, in order, with their activities (decoded again only when their
     text is not the one ``received`` holds)."""
-    sql, _postgres = _driver_sql(_PENDING_SQL, len(ids))
-    return (received or _Received()).decode(driver_rows(sql, ids))
+    sql, params = _for_ids(_PENDING_SQL, ids)
+    return (received or _Received()).decode(driver_rows(sql, params))
 
 
 def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> None:
@@ -206,8 +213,8 @@ def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> No
     cursor = db.session.connection().connection.cursor()
     try:
         for (state, note), item_ids in marks.items():  # one statement per outcome: "applied" for most
-            sql, _postgres = _driver_sql(_MARK_SQL, len(item_ids))
-            cursor.execute(sql, [state, note, at, *item_ids])
+            sql, params = _for_ids(_MARK_SQL, item_ids)
+            cursor.execute(sql, [state, note, at, *params])
     finally:
         cursor.close()
     note_driver_write()

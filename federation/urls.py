@@ -24,6 +24,11 @@ def origin_of(url: str) -> tuple[str, str, int] | None:
         host = host.rstrip(".")
         if host:
             return scheme, host, DEFAULT_PORTS[scheme]
+    return origin_by_urlsplit(url)
+
+
+def origin_by_urlsplit(url: str) -> tuple[str, str, int] | None:
+    """``origin_of`` as ``urlsplit`` reads the URL: the definition, which the plain form must agree with."""
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -1,28 +1,13 @@
-"""federation/urls.py: origins as RFC 6454 defines them, the usual form read without urlsplit."""
+"""federation/urls.py: origins as RFC 6454 defines them, the usual form read without urlsplit and agreeing
+with urlsplit's reading (``origin_by_urlsplit``) on any URL."""
 
 from __future__ import annotations
-
-from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from federation.urls import DEFAULT_PORTS, origin_of, same_origin
-
-
-def origin_by_urlsplit(url: str):
-    """The definition: what ``urlsplit`` makes of the URL."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    return scheme, parts.hostname.lower().rstrip("."), port or DEFAULT_PORTS[scheme]
-
+from federation.urls import origin_by_urlsplit, origin_of, same_origin
 
 PIECES = st.sampled_from(["http", "https", "HTTPS", "ftp", "://", ":", "/", "//", "?", "#", "@", ".", "..", "-",
                           "a", "Lyon", "lyon.example.org", "example", "127.0.0.1", "[::1]", ":443", ":8080",

@@ -108,9 +108,9 @@ def _nothing_pending(shard: str, params: list[Any]) -> bool:
             return cursor.fetchone() is None
         finally:
             cursor.close()
-            # A read: ended by a commit rather than by the pool's rollback, after which psycopg
-            # forgets every statement it prepared on the connection (the worker's next run, on this
-            # same pooled connection, would plan its inserts again).
+            # A read, ended by a commit rather than left to the pool's rollback: psycopg's own
+            # rollback forgets every statement prepared on the connection (node.common.pgconnection
+            # keeps them after a clean one; a commit never needed that).
             connection.commit()
     finally:
         connection.close()  # back to the pool

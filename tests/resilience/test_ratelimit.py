@@ -62,6 +62,12 @@ def test_limits_come_from_the_environment_and_are_validated(tmp_path):
         validate(wrong)
 
 
+def waits_about(response, seconds: int) -> bool:
+    """``Retry-After`` names the time until a token is back: ``seconds`` from the first take, less the
+    time the test took since (a slow machine takes more than a second; a test never asserts a time)."""
+    return seconds - 60 <= int(response.headers["Retry-After"]) <= seconds
+
+
 # --- the bucket -----------------------------------------------------------------------------------
 
 
@@ -319,7 +325,7 @@ def test_html_pages_get_the_429_with_retry_after(make_app):
     refused = client.post("/form", headers={"Accept": "text/html"})
     assert refused.status_code == 429
     assert refused.mimetype == "text/html"
-    assert int(refused.headers["Retry-After"]) == 3600
+    assert waits_about(refused, 3600)
     assert "too many registrations" in refused.get_data(as_text=True)
 
 
@@ -346,7 +352,7 @@ def test_inbox_is_limited_per_remote_server(make_node):
     refused = post(paris, lyon, create(lyon, signed(lyon, event_object(lyon))))
     assert refused.status_code == 429, refused.text
     assert refused.headers["Content-Type"].startswith("application/problem+json")
-    assert int(refused.headers["Retry-After"]) == 1800
+    assert waits_about(refused, 1800)
     assert f"too many activities from 127.0.0.1:{lyon.port}" in refused.json()["detail"]
     assert inbox_count(paris) == 2
     # Another server has its own budget, even from the same address.
@@ -422,7 +428,7 @@ def test_web_sign_in_is_limited_per_address_on_failures(make_app):
     assert [client.post("/login", data=wrong).status_code for _ in range(3)] == [401, 401, 401]
     refused = client.post("/login", data=right)
     assert refused.status_code == 429
-    assert int(refused.headers["Retry-After"]) == 1200
+    assert waits_about(refused, 1200)
     assert "too many sign-in attempts" in refused.get_data(as_text=True)
     elsewhere = app.test_client().post("/login", data=right, environ_base={"REMOTE_ADDR": "198.51.100.20"})
     assert elsewhere.status_code == 302
@@ -440,7 +446,7 @@ def test_web_registration_form_shares_the_registrations_limit(make_app, count_ro
                        json={"name": "Sacha", "email": "sacha@example.org"}).status_code == 201
     before = count_rows(app)
     refused = client.post(f"/events/{event}/register", data={"name": "Lou", "email": "lou@example.org"})
-    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) == 1800
+    assert refused.status_code == 429 and waits_about(refused, 1800)
     assert count_rows(app) == before
     tally.inputs("rate-limited requests", 3)
 

@@ -121,3 +121,34 @@ def test_a_two_phase_transaction_keeps_psycopgs_rules(pg_app):
             dbapi.tpc_rollback()
         finally:
             connection.close()
+
+
+def test_psycopgs_state_is_where_the_connection_reads_it(pg_app):
+    """The fast rollback reads private psycopg state; a release that renamed it would silently make
+    every rollback psycopg's own again (correct, but slower): this test says so first."""
+    from node.common.pgconnection import PSYCOPG_STATE
+
+    with pg_app.app_context():
+        connection = dbapi_connection()
+        idle = {name: getattr(connection, name, "missing") for name in PSYCOPG_STATE}
+        assert idle == {"_pipeline": None, "_num_transactions": 0, "_tpc": None}
+        with connection.pipeline():
+            assert connection._pipeline is not None
+        with connection.transaction():
+            assert connection._num_transactions == 1
+
+
+def test_when_psycopgs_state_cannot_be_read_the_rollback_is_psycopgs_own(pg_app, monkeypatch):
+    from node.common import pgconnection
+    from node.extensions import db
+
+    monkeypatch.setattr(pgconnection, "PSYCOPG_STATE", ("_pipeline", "_renamed_in_a_later_release", "_tpc"))
+    with pg_app.app_context():
+        connection = dbapi_connection()
+        run_probe(connection)
+        assert is_prepared(connection)
+        db.session.rollback()
+        connection = dbapi_connection()
+        assert not is_prepared(connection)  # forgotten, as psycopg itself does
+        run_probe(connection)
+        assert is_prepared(connection)

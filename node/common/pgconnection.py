@@ -22,13 +22,28 @@ from psycopg import errors
 from psycopg.pq import ExecStatus, TransactionStatus
 
 
+#: psycopg's own (private) state that says whether a rollback must be its own: a pipeline, a
+#: ``transaction()`` block, a two-phase transaction. Read with a default that means "unknown": should a
+#: release rename any of them, every rollback is psycopg's own again (slower, never wrong), and
+#: tests/test_pgconnection.py fails to say so.
+PSYCOPG_STATE = ("_pipeline", "_num_transactions", "_tpc")
+_UNKNOWN = object()
+
+
 class KeepPreparedConnection(psycopg.Connection):
     """``psycopg.Connection`` whose ``rollback`` of a transaction without error keeps prepared statements."""
 
+    def keeps_prepared_statements_on_rollback(self) -> bool:
+        """Whether a rollback now can be a plain ``ROLLBACK`` that keeps prepared statements: a
+        transaction without error, outside any pipeline, ``transaction()`` block or two-phase
+        transaction, as far as psycopg's state can be read."""
+        if self.pgconn.transaction_status != TransactionStatus.INTRANS:
+            return False
+        pipeline, blocks, two_phase = (getattr(self, name, _UNKNOWN) for name in PSYCOPG_STATE)
+        return pipeline is None and blocks == 0 and two_phase is None
+
     def rollback(self) -> None:
-        if (self.pgconn.transaction_status != TransactionStatus.INTRANS
-                or getattr(self, "_pipeline", None) is not None or getattr(self, "_num_transactions", 0)
-                or getattr(self, "_tpc", None) is not None):
+        if not self.keeps_prepared_statements_on_rollback():
             super().rollback()
             return
         with self.lock:

@@ -21,7 +21,6 @@ import psycopg
 from psycopg import errors
 from psycopg.pq import ExecStatus, TransactionStatus
 
-
 #: psycopg's own (private) state that says whether a rollback must be its own: a pipeline, a
 #: ``transaction()`` block, a two-phase transaction. Read with a default that means "unknown": should a
 #: release rename any of them, every rollback is psycopg's own again (slower, never wrong), and

@@ -289,7 +289,12 @@ def occurrence_spans(starts_at: datetime, ends_at: datetime, timezone: str | Non
     zone without the exception dates, or only its own dates when the rule or the zone cannot be read
     (a remote event's). ``expand_occurrences`` matches the rows to them; the worker's run writer
     (node/fedi/remote.py) does the same on rows it writes in a few statements. Remembered for the
-    last few thousand dates asked (an update that keeps its event's dates is not expanded again)."""
+    last few thousand dates asked (an update that keeps its event's dates is not expanded again).
+
+    A one-off event (no rule, no exception dates) occurs once, at its own dates: they are returned as
+    they are, without the round trip through its zone's local time that a rule needs."""
+    if not rrule and not exdates:
+        return ((starts_at, ends_at),)
     return _spans(starts_at, ends_at, timezone or "UTC", rrule, tuple(exdates or ()))
 
 

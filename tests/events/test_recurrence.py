@@ -122,3 +122,30 @@ def test_a_remote_open_ended_rule_expands_over_the_horizon_only():
     first_utc = datetime(2027, 1, 7, 18, 0)
     spans = expand(first_utc, datetime(2027, 1, 7, 20, 0), "Europe/Paris", "FREQ=WEEKLY")
     assert len(spans) == 53
+
+
+@pytest.mark.parametrize("start, end", [
+    (datetime(2027, 6, 3, 17, 0), datetime(2027, 6, 3, 19, 0)),
+    # In the hour Paris lives twice (31 October 2027, 02:00-03:00 local): first, then second time.
+    (datetime(2027, 10, 31, 0, 30), datetime(2027, 10, 31, 1, 15)),
+    (datetime(2027, 10, 31, 1, 30), datetime(2027, 10, 31, 2, 30)),
+    # Over the night the clocks go forward (28 March 2027, 02:00 local does not exist).
+    (datetime(2027, 3, 28, 0, 30), datetime(2027, 3, 28, 1, 30)),
+])
+def test_a_one_off_event_occurs_at_its_own_dates(start, end):
+    """Its own dates, untouched: the round trip through local time that a rule needs put the end of
+    the 00:30-01:15 UTC event (02:30 summer time to 02:15 winter time) an hour late."""
+    from node.events.services import occurrence_spans
+
+    assert occurrence_spans(start, end, "Europe/Paris", None, []) == ((start, end),)
+    assert occurrence_spans(start, end, "Europe/Paris", "", None) == ((start, end),)
+
+
+def test_an_event_with_a_rule_or_exception_dates_is_expanded():
+    from node.events.services import occurrence_spans
+
+    start, end = datetime(2027, 3, 18, 18, 0), datetime(2027, 3, 18, 20, 0)
+    assert len(occurrence_spans(start, end, "Europe/Paris", "FREQ=WEEKLY;COUNT=4", [])) == 4
+    spans = occurrence_spans(start, end, "Europe/Paris", "FREQ=WEEKLY;COUNT=4", ["2027-03-25T19:00:00"])
+    assert [s for s, _ in spans] == [datetime(2027, 3, 18, 18, 0), datetime(2027, 4, 1, 17, 0),
+                                     datetime(2027, 4, 8, 17, 0)]

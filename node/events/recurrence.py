@@ -209,13 +209,14 @@ def expand(
     tz = ZoneInfo(tzname)
     first_local = utc_to_local(starts_at, tz)
     duration = utc_to_local(ends_at, tz) - first_local
-    if duration <= timedelta(0):
-        # An event crossing the autumn change can be shorter in wall-clock time than in real time.
-        duration = ends_at - starts_at
+    # An event within the autumn change's repeated hour can end earlier in wall-clock time than it
+    # starts (02:30 summer time to 02:15 winter time): its occurrences then last its real duration.
+    real_duration = None if duration > timedelta(0) else ends_at - starts_at
     removed = {datetime.fromisoformat(value) for value in exdates or ()}
     spans = []
     for local in local_starts(first_local, rule, tz):
         if local in removed:
             continue
-        spans.append((local_to_utc(local, tz), local_to_utc(local + duration, tz)))
+        start = local_to_utc(local, tz)
+        spans.append((start, local_to_utc(local + duration, tz) if real_duration is None else start + real_duration))
     return spans

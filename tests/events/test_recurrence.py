@@ -149,3 +149,11 @@ def test_an_event_with_a_rule_or_exception_dates_is_expanded():
     spans = occurrence_spans(start, end, "Europe/Paris", "FREQ=WEEKLY;COUNT=4", ["2027-03-25T19:00:00"])
     assert [s for s, _ in spans] == [datetime(2027, 3, 18, 18, 0), datetime(2027, 4, 1, 17, 0),
                                      datetime(2027, 4, 8, 17, 0)]
+
+
+def test_a_rule_starting_and_ending_in_the_repeated_hour_keeps_its_real_duration():
+    # 02:30 summer time to 02:15 winter time on 31 October 2027: 45 minutes, earlier on the wall clock.
+    start, end = datetime(2027, 10, 31, 0, 30), datetime(2027, 10, 31, 1, 15)
+    spans = expand(start, end, "Europe/Paris", "FREQ=DAILY;COUNT=2")
+    assert spans[0] == (start, end)
+    assert spans[1] == (datetime(2027, 11, 1, 1, 30), datetime(2027, 11, 1, 2, 15))  # 02:30 CET, 45 min

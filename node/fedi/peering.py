@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app
-from sqlalchemy import select, update
+from flask import current_app, has_app_context
+from sqlalchemy import event, inspect, select, update
+from sqlalchemy.orm import Session
 
 from federation.errors import FetchError
 from node.common.errors import Conflict, InvalidInput, NotFound
@@ -237,7 +238,9 @@ def unblock(domain: str) -> None:
     server.blocked = False
 
 
-#: How long a process keeps its list of partner domains: a new peering or follow counts within this time.
+#: How long a process keeps its list of partner domains: a change made by another process (a web
+#: process approving a peering, the worker receiving an Accept) counts within this time; one made by
+#: this process counts at once (``_forget_partners_after_commit``).
 PARTNER_DOMAINS_SECONDS = 30.0
 
 
@@ -245,32 +248,67 @@ class PartnerDomains:
     """The domains of the servers this node follows (accepted) or whose charter-attested peering
     request it approved: the inbox gives them a budget of their own (``HALLES_RATE_LIMIT_INBOX_PARTNERS``).
     A plain follower (any fediverse account following the node) is not one: following costs an
-    attacker nothing. Read again every ``PARTNER_DOMAINS_SECONDS`` (one per app)."""
+    attacker nothing. Read again every ``PARTNER_DOMAINS_SECONDS`` (one per app), and after this
+    process commits a change to a follow."""
 
     def __init__(self) -> None:
-        self._domains: frozenset[str] = frozenset()
+        self._domains: frozenset[str] | None = None
         self._until = 0.0
+        #: Bumped by ``forget``: a read that started before a change was committed is not kept.
+        self._generation = 0
         self._lock = threading.Lock()
 
     def current(self) -> frozenset[str]:
-        if time.monotonic() < self._until:
-            return self._domains
+        domains = self._domains
+        if domains is not None and time.monotonic() < self._until:
+            return domains
+        generation = self._generation
         rows = select(RemoteActor.domain, Follow.direction, Follow.attestation).join(
             Follow, Follow.actor_id == RemoteActor.id).where(Follow.state == "accepted")
         with db.engine.connect() as connection:
             domains = frozenset(domain for domain, direction, attestation in connection.execute(rows)
                                 if direction == "outgoing" or attestation is not None)
         with self._lock:
-            self._domains, self._until = domains, time.monotonic() + PARTNER_DOMAINS_SECONDS
+            if generation == self._generation:
+                self._domains, self._until = domains, time.monotonic() + PARTNER_DOMAINS_SECONDS
         return domains
+
+    def forget(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._domains = None
+
+
+def partner_domains() -> PartnerDomains:
+    partners = current_app.extensions.get("halles_partner_domains")
+    if partners is None:
+        partners = current_app.extensions.setdefault("halles_partner_domains", PartnerDomains())
+    return partners
 
 
 def is_partner_domain(domain: str) -> bool:
     """Whether ``domain`` is one of this node's partners (``PartnerDomains``)."""
-    partners = current_app.extensions.get("halles_partner_domains")
-    if partners is None:
-        partners = current_app.extensions.setdefault("halles_partner_domains", PartnerDomains())
-    return bool(domain) and domain in partners.current()
+    return bool(domain) and domain in partner_domains().current()
+
+
+@event.listens_for(Follow, "after_insert")
+@event.listens_for(Follow, "after_update")
+@event.listens_for(Follow, "after_delete")
+def _note_follow_change(_mapper, _connection, follow: Follow) -> None:
+    session = inspect(follow).session
+    if session is not None:
+        session.info["halles_follows_changed"] = True
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_partners_after_commit(session: Session) -> None:
+    if session.info.pop("halles_follows_changed", False) and has_app_context():
+        partner_domains().forget()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _keep_partners_after_rollback(session: Session, _previous) -> None:
+    session.info.pop("halles_follows_changed", None)
 
 
 def list_peers() -> list[PeerView]:

@@ -410,6 +410,38 @@ def test_partners_have_a_larger_inbox_budget_of_their_own(make_node):
     tally.inputs("rate-limited requests", 11)
 
 
+def test_a_follow_change_committed_here_changes_the_partners_at_once(make_app):
+    """The partner list a process keeps is read again after this process commits a change to a follow
+    (other processes see it within PARTNER_DOMAINS_SECONDS); a change rolled back changes nothing."""
+    from node.extensions import db
+    from node.fedi.models import Follow, RemoteActor
+    from node.fedi.peering import is_partner_domain
+
+    app = make_app()
+    with app.app_context():
+        assert not is_partner_domain("lyon.example")  # read, and kept for PARTNER_DOMAINS_SECONDS
+        actor = RemoteActor(ap_id="https://lyon.example/actor", domain="lyon.example")
+        db.session.add(actor)
+        db.session.flush()
+        follow = Follow(actor_id=actor.id, direction="outgoing", state="accepted",
+                        activity_id="https://paris.example/follows/1")
+        db.session.add(follow)
+        db.session.flush()
+        db.session.rollback()
+        assert not is_partner_domain("lyon.example")
+        actor = RemoteActor(ap_id="https://lyon.example/actor", domain="lyon.example")
+        db.session.add(actor)
+        db.session.flush()
+        follow = Follow(actor_id=actor.id, direction="outgoing", state="accepted",
+                        activity_id="https://paris.example/follows/1")
+        db.session.add(follow)
+        db.session.commit()
+        assert is_partner_domain("lyon.example")
+        follow.state = "removed"  # Paris stops following Lyon
+        db.session.commit()
+        assert not is_partner_domain("lyon.example")
+
+
 def test_web_sign_in_is_limited_per_address_on_failures(make_app):
     from node.extensions import db
     from node.members import services as members

@@ -32,6 +32,7 @@ from federation.httpsig import verify_request
 from federation.jcs import SharedCanonicalizer
 from federation.proofs import verify_document
 from federation.urls import same_origin
+from node.common import jsontext
 from node.common.errors import (
     BadRequest,
     Forbidden,
@@ -405,7 +406,7 @@ def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = 
                 raise BadRequest("a batch cannot carry another batch")
             # What is stored: the activity as its sender wrote it (``texts``), else serialised once;
             # measured as the body of one POST.
-            text = texts[position] if texts is not None else _encode(item)
+            text = texts[position] if texts is not None else jsontext.dumps(item)
             if len(text.encode()) > MAX_INBOX_BYTES:
                 raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
             domain = domain_of(actor_id(item) or "")
@@ -565,22 +566,10 @@ def _insert_when_free(driver: Any, sql: str, params: Any) -> list[tuple[Any, ...
         cursor.close()
 
 
-def _encode(activity: dict[str, Any]) -> str:
-    """The stored JSON text: compact and UTF-8 as senders post it (json.dumps' defaults write every é as
-    a six-byte escape and a space after each separator, so a batched activity measured larger than the
-    same activity posted alone)."""
-    text = json.dumps(activity, ensure_ascii=False, separators=(",", ":"))
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate ("\ud800" is valid JSON): kept as its escape
-        return json.dumps(activity, separators=(",", ":"))
-    return text
-
-
 def _row(activity: dict[str, Any], signer: str, text: str | None = None, received_at: str | None = None,
          ) -> dict[str, Any]:
     return {"activity_id": activity["id"], "activity_type": activity["type"][:40], "signer": signer,
-            "activity": text if text is not None else _encode(activity),
+            "activity": text if text is not None else jsontext.dumps(activity),
             "received_at": received_at or utcnow().strftime(_TIME_FORMAT),
             "shard": shard_of(activity)}
 

@@ -73,44 +73,77 @@ def _utf16(key: str) -> bytes:
     return key.encode("utf-16-be")
 
 
+def _jcs_order(names: list[str]) -> list[str]:
+    """``names`` in JCS order (UTF-16 code units, RFC 8785 3.2.3). For ASCII names, the order of
+    Python's string comparison: the same, without encoding each name."""
+    if all(map(str.isascii, names)):
+        return sorted(names)
+    return sorted(names, key=_utf16)
+
+
 class SharedCanonicalizer:
     """JCS of signed documents that embed other signed documents, each written once.
 
     A Create carries its object, and both are signed (the activity by its sender, the object by its
     origin, for re-shares): the activity's canonical form contains the object's, proof included, and
-    the object's own proof is over the object without it. Here an object that carries a ``proof`` is
-    canonicalised member by member, and those members are reused for the object with or without its
-    proof and inside the document that embeds it; any other value is written by ``rfc8785`` as
-    ``canonicalize`` would. The bytes are exactly ``canonicalize``'s (a test compares them on random
-    documents); only the work is shared.
+    the object's own proof is over the object without it. Here a document is written in JCS order as
+    a few pieces: each member that is a signed document (an object carrying a ``proof``, written the
+    same way and reused), the ``proof`` member, and the runs of other members between them, each run
+    written by ``rfc8785`` in one call. The document with or without its proof, and inside the one
+    that embeds it, is then a join of pieces already written. The bytes are exactly ``canonicalize``'s
+    (a property test compares them on random documents); only the work is shared.
 
-    Objects are remembered by identity, so one instance is for documents that do not change while it
-    is used (one received activity)."""
+    Documents are remembered by identity, so one instance is for documents that do not change while
+    it is used (one received activity)."""
 
     def __init__(self) -> None:
-        # id(object) -> (the object, kept so that its id is not reused; its members' canonical forms)
-        self._members: dict[int, tuple[dict[str, Any], dict[str, bytes]]] = {}
+        # id(document) -> (the document, kept so that its id is not reused; its pieces in JCS order:
+        # (member name, or None for a run of plain members; the bytes between the braces, or None for
+        # a proof not written yet))
+        self._pieces: dict[int, tuple[dict[str, Any], list[tuple[str | None, bytes | None]]]] = {}
 
     def canonicalize(self, document: dict[str, Any], *, omit: str | None = None) -> bytes:
         """``canonicalize`` of ``document`` without its member ``omit`` (e.g. ``"proof"``)."""
         try:
-            members = self._members_of(document)
-            names = sorted((name for name in members if name != omit), key=_utf16)
-            return b"{" + b",".join(_member_name(name) + members[name] for name in names) + b"}"
+            pieces = self._pieces_of(document)
+            if omit is None or omit not in document or any(name == omit for name, _piece in pieces):
+                return b"{" + b",".join(self._written(document, pieces, index) for index, (name, _piece)
+                                        in enumerate(pieces) if name is None or name != omit) + b"}"
         except (rfc8785.CanonicalizationError, TypeError, ValueError, AttributeError):
-            # Outside JCS's plain domain (a big integer to read as a double, a value to name): the
-            # reference path, with its conversions and its error messages.
-            return canonicalize({name: value for name, value in document.items() if name != omit})
+            pass
+        # Outside JCS's plain domain (a big integer to read as a double, a value to name), or a member
+        # to leave out that is not a piece of its own: the reference path, with its conversions and its
+        # error messages.
+        return canonicalize({name: value for name, value in document.items() if name != omit})
 
-    def _members_of(self, document: dict[str, Any]) -> dict[str, bytes]:
-        known = self._members.get(id(document))
+    @staticmethod
+    def _written(document: dict[str, Any], pieces: list[tuple[str | None, bytes | None]], index: int) -> bytes:
+        name, piece = pieces[index]
+        if piece is None:  # a proof, written the first time a form that contains it is asked
+            assert name is not None
+            piece = _member_name(name) + rfc8785.dumps(document[name])
+            pieces[index] = (name, piece)
+        return piece
+
+    def _pieces_of(self, document: dict[str, Any]) -> list[tuple[str | None, bytes | None]]:
+        known = self._pieces.get(id(document))
         if known is not None and known[0] is document:
             return known[1]
-        members = {}
-        for name, value in document.items():
-            if isinstance(value, dict) and "proof" in value:
-                members[name] = self.canonicalize(value)
-            else:
-                members[name] = rfc8785.dumps(value)
-        self._members[id(document)] = (document, members)
-        return members
+        pieces: list[tuple[str | None, bytes | None]] = []
+        run: dict[str, Any] = {}
+        for name in _jcs_order(list(document)):
+            value = document[name]
+            signed = isinstance(value, dict) and "proof" in value
+            if not signed and name != "proof":
+                run[name] = value
+                continue
+            if run:
+                pieces.append((None, rfc8785.dumps(run)[1:-1]))
+                run = {}
+            # A signed member is written at once (the document that embeds it contains it with its
+            # proof); a proof only when asked for (a verifier never needs its own document's).
+            pieces.append((name, _member_name(name) + self.canonicalize(value) if signed else None))
+        if run:
+            pieces.append((None, rfc8785.dumps(run)[1:-1]))
+        self._pieces[id(document)] = (document, pieces)
+        return pieces

@@ -41,6 +41,7 @@ ENV_SETTINGS: dict[str, tuple[str, str]] = {
     "HALLES_DELIVERY_MAX_ATTEMPTS": ("HALLES_DELIVERY_MAX_ATTEMPTS", "int"),
     "HALLES_DELIVERY_BACKOFF_SECONDS": ("HALLES_DELIVERY_BACKOFF_SECONDS", "float"),
     "HALLES_DELIVERY_RETENTION_DAYS": ("HALLES_DELIVERY_RETENTION_DAYS", "int"),
+    "HALLES_INBOX_RETENTION_DAYS": ("HALLES_INBOX_RETENTION_DAYS", "int"),
     "HALLES_SYNC_INTERVAL_SECONDS": ("HALLES_SYNC_INTERVAL_SECONDS", "float"),
     "HALLES_LISTING_CACHE_SECONDS": ("HALLES_LISTING_CACHE_SECONDS", "float"),
     "HALLES_RATE_LIMIT_INBOX": ("HALLES_RATE_LIMIT_INBOX", "str"),
@@ -69,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     "HALLES_DELIVERY_BACKOFF_SECONDS": 30.0,
     # Sent delivery rows are deleted after this many days, dead ones after three times as long.
     "HALLES_DELIVERY_RETENTION_DAYS": 30,
+    # Received activities (applied or ignored) are deleted after this many days, failed ones after
+    # three times as long (node/fedi/inbox_retention.py says why forgetting them is safe).
+    "HALLES_INBOX_RETENTION_DAYS": 30,
     "HALLES_SYNC_INTERVAL_SECONDS": 300.0,
     # Anonymous listings and feeds are served from memory this long (node/common/microcache.py); 0: off.
     "HALLES_LISTING_CACHE_SECONDS": 1.0,
@@ -207,9 +211,10 @@ def validate(config: dict[str, Any]) -> None:
     attempts = config.get("HALLES_DELIVERY_MAX_ATTEMPTS")
     if not isinstance(attempts, int) or not 1 <= attempts <= 100:
         problems.append("HALLES_DELIVERY_MAX_ATTEMPTS must be a whole number between 1 and 100")
-    retention = config.get("HALLES_DELIVERY_RETENTION_DAYS")
-    if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 3650:
-        problems.append("HALLES_DELIVERY_RETENTION_DAYS must be a whole number of days between 1 and 3650")
+    for name in ("HALLES_DELIVERY_RETENTION_DAYS", "HALLES_INBOX_RETENTION_DAYS"):
+        retention = config.get(name)
+        if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 3650:
+            problems.append(f"{name} must be a whole number of days between 1 and 3650")
     for name in ("HALLES_DELIVERY_BACKOFF_SECONDS", "HALLES_SYNC_INTERVAL_SECONDS"):
         value = config.get(name)
         if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:

@@ -1,5 +1,5 @@
-"""`halles peer ...`, `halles follow`, `halles sync`, `halles reshare`, `halles deliveries prune`: the network
-from the shell."""
+"""`halles peer ...`, `halles follow`, `halles sync`, `halles reshare`, `halles deliveries prune`,
+`halles inbox prune`: the network from the shell."""
 
 from __future__ import annotations
 
@@ -146,6 +146,25 @@ def register_cli(app: Flask) -> None:
         pruned = prune_deliveries(older_than_days=older_than)
         click.echo(f"removed {pruned.sent} sent deliveries older than {pruned.sent_days:g} days and "
                    f"{pruned.dead} dead deliveries older than {pruned.dead_days:g} days")
+
+    @app.cli.group("inbox")
+    def inbox() -> None:
+        """The activities this node received."""
+
+    @inbox.command("prune")
+    @click.option("--older-than", "older_than", type=click.IntRange(min=1), default=None, metavar="DAYS",
+                  help="remove applied and ignored activities received more than DAYS ago (failed ones: "
+                       "3 x DAYS); default HALLES_INBOX_RETENTION_DAYS")
+    @with_appcontext
+    def inbox_prune(older_than: int | None) -> None:
+        """Delete old received activities now (the worker also does it every hour). Activities not
+        applied yet are kept."""
+        from node.fedi.inbox_retention import prune_inbox
+
+        _validated()
+        pruned = prune_inbox(older_than_days=older_than)
+        click.echo(f"removed {pruned.done} applied or ignored activities received more than {pruned.days:g} days "
+                   f"ago and {pruned.failed} failed ones received more than {pruned.failed_days:g} days ago")
 
     @app.cli.command("follow")
     @click.argument("account_or_url")

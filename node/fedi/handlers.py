@@ -21,6 +21,7 @@ from node.fedi.models import Follow, OutboxEntry, RemoteActor
 from node.fedi.remote import (
     Lookups,
     RefusedObject,
+    StaleDeletion,
     delete_remote_object,
     forget_actor,
     lookups,
@@ -249,7 +250,10 @@ def on_delete(activity: dict[str, Any], actor: RemoteActor) -> str:
     if target == actor.ap_id:
         forget_actor(actor)
         return "actor purged"
-    removed = delete_remote_object(target, actor, deleted_at=_deleted_time(activity))
+    try:
+        removed = delete_remote_object(target, actor, deleted_at=_deleted_time(activity))
+    except StaleDeletion as exc:
+        return f"ignored: {exc}"
     _forward_if_reshared(activity, target)
     return f"deleted {removed} object(s)"
 

@@ -294,6 +294,14 @@ def blocked_among(domains: set[str]) -> str | None:
     return next((domain for domain in sorted(domains) if domain and domain in blocked), None)
 
 
+#: What may reach us forwarded (from another server than its actor's, vouched for by the actor's proof,
+#: which does not expire): what a re-sharing peer passes on, and what is applied by its dates, so that
+#: a copy arriving again long after -- its id forgotten by then (inbox_retention) -- changes nothing.
+#: A Follow, an Accept or an Undo takes effect every time it is applied: it must come from its actor's
+#: server, under an HTTP signature that expires.
+FORWARDABLE_TYPES = frozenset({"Create", "Update", "Delete"})
+
+
 def authenticate(activity: dict[str, Any], signer: str, now: datetime | None = None) -> None:
     """The signer must be the activity's actor, or the activity must carry the actor's own proof
     (an activity forwarded by a peer that re-shared the object). ``now``: the time proofs are checked
@@ -310,6 +318,9 @@ def authenticate(activity: dict[str, Any], signer: str, now: datetime | None = N
     if signer != actor:
         if "proof" not in activity:
             raise Unauthorized(f"activity actor {actor} and signing key owner {signer} disagree")
+        if activity["type"] not in FORWARDABLE_TYPES:
+            raise Unauthorized(f"a forwarded {activity['type']} is not taken: only Create, Update and Delete may "
+                               f"come from another server than their actor's ({actor}), who must send it")
         result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now,
                                  expected_origin=actor, canonicalizer=shared)
         if not result.ok:

@@ -836,25 +836,30 @@ def remember_deletion(object_id: str, former_type: str, deleted_at: datetime) ->
         tombstone.deleted_at = deleted_at
 
 
+class StaleDeletion(Exception):
+    """A Delete dated before the version of the object held here: the object was published again (or
+    updated) after it, and this Delete was delayed, reordered or replayed."""
+
+
 def delete_remote_object(object_id: str, origin: RemoteActor, deleted_at: datetime | None = None) -> int:
-    """Purge a remote event or directory entry; only its origin may delete it."""
+    """Purge a remote event or directory entry; only its origin may delete it. Raises StaleDeletion,
+    removing nothing, when ``deleted_at`` is older than the version held (a Delete without a date is
+    taken as made now)."""
     if not same_origin(object_id, origin.ap_id):
         raise RefusedObject("only the object's origin can delete it")
-    remember_deletion(object_id, "Object", deleted_at or utcnow())
-    removed = 0
     event = db.session.scalar(select(Event).where(Event.ap_id == object_id))
-    if event is not None:
-        if not _may_change(event, origin):
-            raise RefusedObject("only the event's origin can delete it")
-        db.session.delete(event)
-        removed += 1
+    if event is not None and not _may_change(event, origin):
+        raise RefusedObject("only the event's origin can delete it")
     org = db.session.scalar(select(RemoteOrganisation).where(RemoteOrganisation.ap_id == object_id))
-    if org is not None:
-        if org.origin_actor_id != origin.id:
-            raise RefusedObject("only the organisation's node can delete it")
-        db.session.delete(org)
-        removed += 1
-    return removed
+    if org is not None and org.origin_actor_id != origin.id:
+        raise RefusedObject("only the organisation's node can delete it")
+    held = [found for found in (event, org) if found is not None]
+    if deleted_at is not None and any(found.updated_at > deleted_at for found in held):
+        raise StaleDeletion(f"{object_id} was updated after this deletion")
+    remember_deletion(object_id, "Object", deleted_at or utcnow())
+    for found in held:
+        db.session.delete(found)
+    return len(held)
 
 
 def purge_actor(actor: RemoteActor) -> None:

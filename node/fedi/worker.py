@@ -26,7 +26,7 @@ from sqlalchemy import text
 from node.common import jsontext
 from node.common.timeutil import utcnow
 from node.extensions import db
-from node.fedi import delivery, sync
+from node.fedi import delivery, inbox_retention, sync
 from node.fedi.handlers import applies_without_fetching, apply
 from node.fedi.models import InboxItem
 from node.fedi.remote import (
@@ -313,3 +313,4 @@ def _mark(item: InboxItem, outcome: str, *, refused: bool = False, failed: bool 
 register_task("inbox", process_inbox)
 register_task("deliveries", delivery.send_due)
 register_task("sync", sync.sync_due)
+register_task("inbox-pruning", inbox_retention.prune_due)

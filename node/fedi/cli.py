@@ -1,5 +1,5 @@
-"""`halles peer ...`, `halles follow`, `halles sync`, `halles reshare`, `halles deliveries prune`,
-`halles inbox prune`: the network from the shell."""
+"""`halles peer ...`, `halles follow`, `halles sync`, `halles reshare`, `halles deliveries prune|retry`,
+`halles inbox prune|failed|retry`: the network from the shell."""
 
 from __future__ import annotations
 
@@ -147,6 +147,19 @@ def register_cli(app: Flask) -> None:
         click.echo(f"removed {pruned.sent} sent deliveries older than {pruned.sent_days:g} days and "
                    f"{pruned.dead} dead deliveries older than {pruned.dead_days:g} days")
 
+    @deliveries.command("retry")
+    @click.option("--domain", default=None, help="only the deliveries to this domain (e.g. lyon.example)")
+    @with_appcontext
+    def deliveries_retry(domain: str | None) -> None:
+        """Send the deliveries given up again, from their first attempt (after a peer comes back).
+        Those to a blocked domain stay given up."""
+        from node.fedi.failures import retry_given_up_deliveries
+
+        _validated()
+        queued = retry_given_up_deliveries(domain.strip().lower() if domain else None)
+        db.session.commit()
+        click.echo(f"{queued} given-up deliveries queued again" + (f" for {domain}" if domain else ""))
+
     @app.cli.group("inbox")
     def inbox() -> None:
         """The activities this node received."""
@@ -165,6 +178,39 @@ def register_cli(app: Flask) -> None:
         pruned = prune_inbox(older_than_days=older_than)
         click.echo(f"removed {pruned.done} applied or ignored activities received more than {pruned.days:g} days "
                    f"ago and {pruned.failed} failed ones received more than {pruned.failed_days:g} days ago")
+
+    @inbox.command("failed")
+    @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+                  help="how many to list, newest first")
+    @with_appcontext
+    def inbox_failed(limit: int) -> None:
+        """List the received activities whose application failed, with the error."""
+        from node.fedi.failures import count_failed_activities, failed_activities
+
+        _validated()
+        total = count_failed_activities()
+        click.echo(f"{total} received activities failed" + (f"; the latest {limit}:" if total > limit else
+                                                             ":" if total else ""))
+        for item in failed_activities(limit):
+            click.echo(f"  #{item.id}  {item.received_at:%Y-%m-%d %H:%M} UTC  {item.activity_type} {item.activity_id}"
+                       f"  from {item.signer}\n      {item.error or 'no error recorded'}")
+
+    @inbox.command("retry")
+    @click.argument("item_ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+    @with_appcontext
+    def inbox_retry(item_ids: tuple[int, ...]) -> None:
+        """Apply failed received activities again (all of them, or the IDs `halles inbox failed` lists),
+        e.g. after an upgrade that fixes what made them fail. The worker applies them."""
+        from node.common.errors import NotFound
+        from node.fedi.failures import retry_failed_activities
+
+        _validated()
+        try:
+            queued = retry_failed_activities(list(item_ids) if item_ids else None)
+        except NotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        db.session.commit()
+        click.echo(f"{queued} failed activities queued again for the worker")
 
     @app.cli.command("follow")
     @click.argument("account_or_url")

@@ -633,12 +633,15 @@ def _inbox_gone(inbox: str, now) -> None:
 
 
 def retry_dead(domain: str | None = None) -> int:
-    """Put dead deliveries back in the queue (after a peer comes back)."""
-    query = update(Delivery).where(Delivery.state == "dead")
+    """Put dead deliveries back in the queue, from their first attempt (after a peer comes back): all of
+    them, or those to ``domain``; never those to a blocked domain (blocking gave them up). Returns how
+    many; the caller commits."""
+    blocked = select(RemoteServer.domain).where(RemoteServer.blocked.is_(True))
+    query = update(Delivery).where(Delivery.state == "dead", Delivery.domain.not_in(blocked))
     if domain:
         query = query.where(Delivery.domain == domain)
-    result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow_seconds()))
-    db.session.commit()
+    result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow_seconds())
+                                .execution_options(synchronize_session=False))
     return result.rowcount or 0
 
 

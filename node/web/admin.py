@@ -1,11 +1,13 @@
 """Administration: peers (requests with their charter attestation and the diff of charters; approve,
-refuse, block), charter versions (publish), people and roles (invite, change role, deactivate), and
-a read-only view of the node's settings with the environment variable that changes each."""
+refuse, block; deliveries given up and received activities that failed, sent or applied again),
+charter versions (publish), people and roles (invite, change role, deactivate), and a read-only view
+of the node's settings with the environment variable that changes each."""
 
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import select
 
 from node import config as config_module
@@ -13,7 +15,7 @@ from node.charters import services as charters
 from node.common.errors import HallesError, InvalidInput, NotFound
 from node.common.permissions import ASSIGNABLE_ROLES
 from node.extensions import db
-from node.fedi import peering
+from node.fedi import failures, peering
 from node.fedi.models import Follow, RemoteActor
 from node.members import services as members
 from node.members.models import User
@@ -23,6 +25,9 @@ from node.web.blueprint import web
 from node.web.helpers import actor, admin_required, fail, form_errors, staff_required
 
 # --- peers ----------------------------------------------------------------------------------------
+
+#: Failed received activities listed on the peers page (``halles inbox failed`` lists more).
+FAILED_SHOWN = 10
 
 
 def _peer_view(actor_id: int):
@@ -68,11 +73,25 @@ def admin_peers():
         else:
             form_errors(block_form)
             status = 422
+    if request.method == "POST" and request.form.get("form") == "retry-deliveries":
+        queued = failures.retry_given_up_deliveries()
+        db.session.commit()
+        flash(ngettext("%(num)d delivery will be sent again.", "%(num)d deliveries will be sent again.", queued),
+              "success")
+        return redirect(url_for("web.admin_peers"))
+    if request.method == "POST" and request.form.get("form") == "retry-inbox":
+        queued = failures.retry_failed_activities()
+        db.session.commit()
+        flash(ngettext("%(num)d activity will be applied again.", "%(num)d activities will be applied again.",
+                       queued), "success")
+        return redirect(url_for("web.admin_peers"))
     views = peering.list_peers()
     requests = [v for v in views if v.incoming is not None and v.incoming.state == "pending" and not v.blocked]
     return render_template("admin/peers.html", requests=requests, peers=[v for v in views if v not in requests],
                            request_form=request_form, block_form=block_form,
-                           charter=charters.current_version()), status
+                           charter=charters.current_version(), given_up=failures.given_up_deliveries(),
+                           failed=failures.failed_activities(FAILED_SHOWN),
+                           failed_total=failures.count_failed_activities()), status
 
 
 @web.get("/admin/peers/<int:actor_id>")

@@ -43,7 +43,6 @@ from flask import Flask, current_app
 from sqlalchemy import Text, case, cast, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from node.common.timeutil import utcnow as utcnow_seconds
 from node.extensions import db
 from node.fedi.identity import AS_CONTEXT, BATCH_TERM, NodeIdentity, load_identity
 from node.fedi.inbox import MAX_BATCH_BYTES, MAX_BATCH_ITEMS
@@ -630,19 +629,6 @@ def _inbox_gone(inbox: str, now) -> None:
     ).rowcount
     if removed:
         log.warning("inbox %s is gone (410): %d follower(s) removed", inbox, removed)
-
-
-def retry_dead(domain: str | None = None) -> int:
-    """Put dead deliveries back in the queue, from their first attempt (after a peer comes back): all of
-    them, or those to ``domain``; never those to a blocked domain (blocking gave them up). Returns how
-    many; the caller commits."""
-    blocked = select(RemoteServer.domain).where(RemoteServer.blocked.is_(True))
-    query = update(Delivery).where(Delivery.state == "dead", Delivery.domain.not_in(blocked))
-    if domain:
-        query = query.where(Delivery.domain == domain)
-    result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow_seconds())
-                                .execution_options(synchronize_session=False))
-    return result.rowcount or 0
 
 
 #: How often the worker deletes old delivery rows (retention: ``outbox.prune_deliveries``).

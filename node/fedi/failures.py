@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 
 from node.common.errors import NotFound
+from node.common.timeutil import utcnow
 from node.extensions import db
-from node.fedi import delivery
 from node.fedi.models import Delivery, InboxItem, RemoteServer
 
 
@@ -62,18 +63,26 @@ def retry_failed_activities(item_ids: Sequence[int] | None = None) -> int:
     return result.rowcount or 0
 
 
-def given_up_deliveries() -> list[tuple[str, int]]:
-    """(domain, deliveries given up) for every domain not blocked that has some, the most first
-    (those to a blocked domain were given up on purpose)."""
-    count = func.count(Delivery.id)
+def _given_up() -> tuple[Any, ...]:
+    """Deliveries given up, except those to a blocked domain (blocking gave them up on purpose)."""
     blocked = select(RemoteServer.domain).where(RemoteServer.blocked.is_(True))
-    rows = db.session.execute(select(Delivery.domain, count)
-                              .where(Delivery.state == "dead", Delivery.domain.not_in(blocked))
+    return Delivery.state == "dead", Delivery.domain.not_in(blocked)
+
+
+def given_up_deliveries() -> list[tuple[str, int]]:
+    """(domain, deliveries given up) for every domain not blocked that has some, the most first."""
+    count = func.count(Delivery.id)
+    rows = db.session.execute(select(Delivery.domain, count).where(*_given_up())
                               .group_by(Delivery.domain).order_by(count.desc(), Delivery.domain))
     return [(domain, total) for domain, total in rows]
 
 
 def retry_given_up_deliveries(domain: str | None = None) -> int:
-    """Queue deliveries given up again, from their first attempt (all, or those to ``domain``; never to
-    a blocked domain). Returns how many; the caller commits."""
-    return delivery.retry_dead(domain)
+    """Queue deliveries given up again, from their first attempt (after a peer comes back): all of them,
+    or those to ``domain``; never those to a blocked domain. Returns how many; the caller commits."""
+    query = update(Delivery).where(*_given_up())
+    if domain:
+        query = query.where(Delivery.domain == domain)
+    result = db.session.execute(query.values(state="pending", attempts=0, next_attempt_at=utcnow())
+                                .execution_options(synchronize_session=False))
+    return result.rowcount or 0

@@ -65,8 +65,8 @@ def prune_inbox(*, older_than_days: float | None = None, batch: int | None = Non
                 now: datetime | None = None) -> InboxPruned:
     """Delete applied and ignored activities received more than ``older_than_days`` ago (default
     ``HALLES_INBOX_RETENTION_DAYS``) and failed ones received more than three times that long ago,
-    ``batch`` rows read per transaction (default PRUNE_BATCH), from the row after id ``start_after``. ``max_batches``
-    bounds the work of one call (its result says where to go on). Commits."""
+    ``batch`` rows read per transaction (default PRUNE_BATCH), from the row after id ``start_after``.
+    ``max_batches`` bounds the work of one call (its result says where to go on). Commits."""
     days = float(inbox_retention_days() if older_than_days is None else older_than_days)
     batch = batch or PRUNE_BATCH
     now = now or utcnow()

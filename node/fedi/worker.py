@@ -49,7 +49,7 @@ log = logging.getLogger("halles.inbox")
 INBOX_BATCH = 100
 #: Items claimed at once on PostgreSQL, which locks the claimed rows only: the web processes store what
 #: they receive meanwhile. A claim's fixed round trips (claim, the run's lookups, ids, savepoint, marks,
-#: commit: about 17) go to five times as many items: the apply 205 -> 157 us per activity (ingest
+#: commit: about 21) go to five times as many items: the apply 205 -> 157 us per activity (ingest
 #: benchmark's activities, rounds of 500 alternating 100 and 500, medians of six).
 INBOX_BATCH_POSTGRESQL = 500
 #: The worker reads and marks inbox items through the driver's own cursor, in the session's

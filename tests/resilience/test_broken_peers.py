@@ -135,8 +135,11 @@ def test_every_kind_of_broken_peer_at_once(make_node, peers, short_timeouts):
     assert all("aborted" in error or "reset" in error for error in reasons["drop"]), reasons["drop"]
     for mode in ("slow-headers", "slow-error"):
         assert all(f"cut off after {TOTAL_DEADLINE} s" in error for error in reasons[mode]), reasons[mode]
-        # The trickling servers were hung up on at the deadline, not read to the end.
+        # The trickling servers were hung up on at the deadline, not read to the end (that would take
+        # hours at a byte a second). A server only notices the hang-up when a send fails, one or two
+        # bytes -- seconds -- after it, later still on a busy machine (5.5 s seen in CI): the margin is
+        # for that noticing; the client's own cut-off at the deadline is the error checked above.
         for peer in broken[mode]:
             assert peer.hung_up_after, f"{mode}: the client never hung up"
-            assert max(peer.hung_up_after) < TOTAL_DEADLINE + 2.5, (mode, peer.hung_up_after)
+            assert max(peer.hung_up_after) < TOTAL_DEADLINE + 5, (mode, peer.hung_up_after)
     tally.checked("deliveries to healthy peers", len(healthy) * 5)

@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -326,6 +326,34 @@ class RunWriter:
             sql, params = in_list(sql, params, postgres=self.postgres)
         return driver_rows(sql, params)
 
+    def fetch_many(self, queries: Sequence[tuple[str, Sequence[Any]]],
+                   meanwhile: Callable[[], None] | None = None) -> list[list[tuple[Any, ...]]]:
+        """The rows of each of ``queries`` (``sql, params`` as ``fetch`` takes them). On PostgreSQL they
+        go to the server at once, in one pipeline (one wait instead of one per query), and ``meanwhile``
+        (work that asks the database nothing) runs while the server answers them: a claim's lookups took
+        about 5 ms for 500 activities, which the conversion of their objects now covers. Elsewhere
+        ``meanwhile`` runs first."""
+        if not self.postgres or not queries:
+            if meanwhile is not None:
+                meanwhile()
+            return [self.fetch(sql, params) for sql, params in queries]
+        connection = db.session.connection().connection.driver_connection
+        cursors = []
+        try:
+            with connection.pipeline():
+                for sql, params in queries:
+                    if "{marks}" in sql:
+                        sql, params = in_list(sql, params, postgres=True)
+                    cursor = connection.cursor()
+                    cursors.append(cursor)
+                    cursor.execute(sql, params)
+                if meanwhile is not None:
+                    meanwhile()
+            return [cursor.fetchall() for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
+
     def _placeholder(self, key: str) -> str:
         return f"{self.mark}::json" if self.postgres and key in self.json_keys else self.mark
 
@@ -425,9 +453,12 @@ def in_list(sql: str, params: Sequence[Any], *, postgres: bool) -> tuple[str, Se
     """``sql``'s ``IN ({marks})`` with one placeholder per value of ``params`` (SQLite), or on
     PostgreSQL ``= ANY(%s)`` with the values as one array: the same statement text for any number of
     values, which psycopg prepares on the connection once it has run a few times (the server then
-    neither parses nor plans it again), instead of a new statement for every length."""
+    neither parses nor plans it again), instead of a new statement for every length. The array goes in
+    binary (``%b``): psycopg writes a text array element by element in Python, quoting each (1.5 ms
+    for the 500 event ids of a claim, against 0.14 in binary); an empty one stays text, whose type the
+    server infers (a binary empty list has none)."""
     if postgres:
-        return sql.replace("IN ({marks})", "= ANY(%s)"), [list(params)]
+        return sql.replace("IN ({marks})", "= ANY(%b)" if params else "= ANY(%s)"), [list(params)]
     return sql.replace("{marks}", ", ".join(["?"] * len(params))), params
 
 
@@ -531,6 +562,8 @@ class RunLookups(Lookups):
         self._added = itertools.count()
         self._city_keys: dict[str | None, str] = {}
         self._uuids: list[str] = []
+        #: Stored events read whose occurrences are not read yet, by id (``_read_occurrences``).
+        self._without_occurrences: dict[int, HeldEvent] = {}
 
     def prepared_event(self, obj: dict[str, Any]) -> PreparedEvent:
         prepared = self.prepared.get(id(obj))
@@ -538,7 +571,9 @@ class RunLookups(Lookups):
             prepared = self.prepared[id(obj)] = prepare_event(obj, run_writer())
         return prepared
 
-    def prefetch(self, activities: Iterable[dict[str, Any]]) -> None:
+    def prefetch(self, activities: Iterable[dict[str, Any]], meanwhile: Callable[[], None] | None = None) -> None:
+        """Read what ``activities`` are about. ``meanwhile``: work that asks the database nothing, done
+        while the server answers (``RunWriter.fetch_many``)."""
         objects: set[str] = set()
         actors: set[str] = set()
         for activity in activities:
@@ -552,25 +587,44 @@ class RunLookups(Lookups):
                 if attributed:
                     actors.add(attributed)
         sql = run_writer()
+        read_time = sql.read_time
+        queries: list[tuple[str, Sequence[Any], Callable[[list[tuple[Any, ...]]], None]]] = []
         wanted_objects = sorted(objects - self.events.keys())
         if wanted_objects:
-            self._read_events(wanted_objects)
+            self.events.update(dict.fromkeys(wanted_objects))
+            queries.append((sql.held_events, wanted_objects, self._hold_stored_events))
             self.tombstones.update(dict.fromkeys(wanted_objects))
-            read_time = sql.read_time
-            for ap_id, deleted_at in sql.fetch(sql.tombstones, wanted_objects):
-                self.tombstones[ap_id] = HeldTombstone(ap_id, read_time(deleted_at))
+
+            def tombstones(rows: list[tuple[Any, ...]]) -> None:
+                for ap_id, deleted_at in rows:
+                    self.tombstones[ap_id] = HeldTombstone(ap_id, read_time(deleted_at))
+            queries.append((sql.tombstones, wanted_objects, tombstones))
             self.announces.update(dict.fromkeys(wanted_objects))
-            for object_id, audience in sql.fetch(sql.announces, wanted_objects):
-                self.announces[object_id] = HeldAnnounce(object_id, audience)  # the latest wins
+
+            def announces(rows: list[tuple[Any, ...]]) -> None:
+                for object_id, audience in rows:
+                    self.announces[object_id] = HeldAnnounce(object_id, audience)  # the latest wins
+            queries.append((sql.announces, wanted_objects, announces))
         wanted_actors = sorted(actors - self.actors.keys())
         if wanted_actors:
             self.actors.update(dict.fromkeys(wanted_actors))
-            for actor_id, ap_id, domain, city, document, fetched_at in sql.fetch(sql.actors, wanted_actors):
-                self.actors[ap_id] = HeldActor(actor_id, ap_id, domain, city, bool(document), sql.read_time(fetched_at))
+
+            def held_actors(rows: list[tuple[Any, ...]]) -> None:
+                for actor_id, ap_id, domain, city, document, fetched_at in rows:
+                    self.actors[ap_id] = HeldActor(actor_id, ap_id, domain, city, bool(document), read_time(fetched_at))
+            queries.append((sql.actors, wanted_actors, held_actors))
         if self._blocked is None:
-            self._blocked = {domain for (domain,) in sql.fetch(sql.blocked, [True])}
+            def blocked(rows: list[tuple[Any, ...]]) -> None:
+                self._blocked = {domain for (domain,) in rows}
+            queries.append((sql.blocked, [True], blocked))
         if self._followed is None:
-            self._followed = {domain for (domain,) in sql.fetch(sql.followed, [])}
+            def followed(rows: list[tuple[Any, ...]]) -> None:
+                self._followed = {domain for (domain,) in rows}
+            queries.append((sql.followed, [], followed))
+        answers = sql.fetch_many([(query, params) for query, params, _handle in queries], meanwhile)
+        for (_query, _params, handle), rows in zip(queries, answers, strict=True):
+            handle(rows)
+        self._read_occurrences()
 
     def event(self, ap_id: str) -> HeldEvent | None:
         if ap_id not in self.events:
@@ -581,21 +635,34 @@ class RunLookups(Lookups):
         """The stored events ``ap_ids`` and their occurrences, in two queries."""
         self.events.update(dict.fromkeys(ap_ids))
         sql = run_writer()
+        self._hold_stored_events(sql.fetch(sql.held_events, ap_ids))
+        self._read_occurrences()
+
+    def _hold_stored_events(self, rows: list[tuple[Any, ...]]) -> None:
+        """The rows of ``RunWriter.held_events`` as held events; their occurrences are read by the next
+        ``_read_occurrences``."""
+        sql = run_writer()
         keys, processors = sql.held_keys, sql.held_processors
-        by_id: dict[int, HeldEvent] = {}
-        for stored in sql.fetch(sql.held_events, ap_ids):
+        for stored in rows:
             values = list(stored)
             for index, process in processors:
                 values[index] = process(values[index])
             row = dict(zip(keys, values, strict=True))
-            held = self.events[row["ap_id"]] = by_id[row["id"]] = HeldEvent(row, dict(row))
-        if by_id:
-            read_time = sql.read_time
-            for occurrence_id, event_id, starts_at, ends_at in sql.fetch(sql.held_occurrences, list(by_id)):
-                held = by_id[event_id]
-                ends_at = read_time(ends_at)
-                held.occurrences.append([occurrence_id, read_time(starts_at), ends_at, None])
-                held.stored_ends[occurrence_id] = ends_at
+            held = self.events[row["ap_id"]] = HeldEvent(row, dict(row))
+            self._without_occurrences[row["id"]] = held
+
+    def _read_occurrences(self) -> None:
+        """The stored occurrences of the events held since the last call, in one query."""
+        by_id, self._without_occurrences = self._without_occurrences, {}
+        if not by_id:
+            return
+        sql = run_writer()
+        read_time = sql.read_time
+        for occurrence_id, event_id, starts_at, ends_at in sql.fetch(sql.held_occurrences, list(by_id)):
+            held = by_id[event_id]
+            ends_at = read_time(ends_at)
+            held.occurrences.append([occurrence_id, read_time(starts_at), ends_at, None])
+            held.stored_ends[occurrence_id] = ends_at
 
     def hold_event(self, held: HeldEvent | None, prepared: PreparedEvent, obj: dict[str, Any], origin: RemoteActor,
                    *, updated: datetime, shared_by: RemoteActor | None) -> None:

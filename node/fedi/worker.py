@@ -152,13 +152,19 @@ def process_inbox(limit: int | None = None) -> int:
         db.session.rollback()
         return 0
     ids = [item_id for item_id, _activity in rows]
-    prepared = prepare_events(activity for _id, activity in rows)
+    prepared: dict[int, PreparedEvent] = {}
+
+    def prepare() -> None:
+        prepared.update(prepare_events(activity for _id, activity in rows))
+
     if postgres:
-        # The claimed rows are locked by this transaction: no one else changes them until it ends.
+        # The claimed rows are locked by this transaction: no one else changes them until it ends. The
+        # objects are converted while the server answers the first run's lookups.
         _walk(ids, run=_run_in_savepoint, alone=_apply_in_savepoint, begin=lambda: None,
-              received=received, prepared=prepared, claimed=rows)
+              received=received, prepared=prepared, claimed=rows, meanwhile=prepare)
         db.session.commit()
     else:
+        prepare()
         db.session.rollback()
         _walk(ids, run=_run_in_transaction, alone=_apply_alone, begin=_begin_immediate,
               received=received, prepared=prepared)
@@ -168,12 +174,14 @@ def process_inbox(limit: int | None = None) -> int:
 def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], RunLookups], None],
           alone: Callable[[int], None], begin: Callable[[], None], received: _Received | None = None,
           prepared: dict[int, PreparedEvent] | None = None,
-          claimed: list[tuple[int, dict[str, Any]]] | None = None) -> None:
+          claimed: list[tuple[int, dict[str, Any]]] | None = None,
+          meanwhile: Callable[[], None] | None = None) -> None:
     """Apply the items ``ids`` (ascending) in order: runs of activities that need no fetch with
     ``run``, the others one by one with ``alone``. What a run needs is read again after activities
     applied alone (they may have changed follows, blocks, actors, events...). ``received``: the
     activities read so far; ``prepared``: their event objects converted; ``claimed``: the pending rows
-    as claimed, when nothing can have changed them since (PostgreSQL's locked rows)."""
+    as claimed, when nothing can have changed them since (PostgreSQL's locked rows); ``meanwhile``:
+    work done while the server answers the first lookups (``RunLookups.prefetch``)."""
     received = received if received is not None else _Received()
     prepared = prepared if prepared is not None else {}
     remaining = ids
@@ -186,7 +194,8 @@ def _walk(ids: list[int], *, run: Callable[[list[tuple[int, dict]], RunLookups],
             db.session.rollback()
             return
         known = RunLookups(prepared)
-        known.prefetch(activity for _id, activity in rows)
+        known.prefetch((activity for _id, activity in rows), meanwhile)
+        meanwhile = None
         fast = [applies_without_fetching(activity, known) for _id, activity in rows]
         leading = next((index for index, value in enumerate(fast) if value != fast[0]), len(rows))
         if fast[0]:

@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -401,42 +401,51 @@ def receive(method: str, url: str, headers: Any, body: bytes,
 def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = None,
                   now: datetime | None = None) -> Received:
     """The activities of a batch whose HTTP signature was verified: each is checked as it would be
-    alone (shape, blocks, actor against signer, proofs), the valid ones stored in one statement and
-    one commit, and each gets its own verdict: one bad activity does not cost the others."""
+    alone (shape, blocks, actor against signer, proofs), the valid ones stored in one transaction
+    (``BatchStore``: on PostgreSQL while the next are verified), and each gets its own verdict: one bad
+    activity does not cost the others."""
     if actor_id(batch) != signer:
         raise Unauthorized(f"batch actor {actor_id(batch)} and signing key owner {signer} disagree")
     now = now or now_aware()
     blocked = blocked_domains().current()
     results: list[dict[str, Any]] = []
-    valid: list[tuple[int, dict[str, Any]]] = []
-    encoded: list[str] = []
-    for position, item in enumerate(batch["object"]):
-        try:
-            check_activity(item)
-            if is_batch(item):
-                raise BadRequest("a batch cannot carry another batch")
-            # What is stored: the activity as its sender wrote it (``texts``), else serialised once;
-            # measured as the body of one POST.
-            text = texts[position] if texts is not None else jsontext.dumps(item)
-            if len(text.encode()) > MAX_INBOX_BYTES:
-                raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
-            domain = domain_of(actor_id(item) or "")
-            if domain in blocked:
-                raise Forbidden(f"{domain} is blocked by this node")
-            authenticate(item, signer, now)
-        except HallesError as exc:
-            item_id = item.get("id")
-            results.append({"id": item_id if isinstance(item_id, str) else None, "status": exc.status,
-                            "detail": exc.detail})
-            continue
-        results.append({"id": item["id"], "status": 202})
-        valid.append((len(results) - 1, item))
-        encoded.append(text)
-    stored = store_many([item for _index, item in valid], signer, encoded=encoded)
-    for (index, _item), received in zip(valid, stored, strict=True):
+    valid: list[int] = []
+    store = BatchStore(signer)
+    try:
+        for position, item in enumerate(batch["object"]):
+            try:
+                text = _checked_batch_item(item, texts[position] if texts is not None else None, blocked, signer, now)
+            except HallesError as exc:
+                item_id = item.get("id")
+                results.append({"id": item_id if isinstance(item_id, str) else None, "status": exc.status,
+                                "detail": exc.detail})
+                continue
+            results.append({"id": item["id"], "status": 202})
+            valid.append(len(results) - 1)
+            store.add(item, text)
+        stored = store.finish()
+    finally:
+        store.close()
+    for index, received in zip(valid, stored, strict=True):
         if received.duplicate:
             results[index] = {"id": results[index]["id"], "status": 200, "detail": "duplicate"}
     return Received(None, False, results)
+
+
+def _checked_batch_item(item: Any, text: str | None, blocked: set[str], signer: str, now: datetime) -> str:
+    """One activity of a batch checked as it would be alone; its text to store (``text``: as its sender
+    wrote it, else serialised once, measured as the body of one POST). Raises the refusal."""
+    check_activity(item)
+    if is_batch(item):
+        raise BadRequest("a batch cannot carry another batch")
+    text = text if text is not None else jsontext.dumps(item)
+    if len(text.encode()) > MAX_INBOX_BYTES:
+        raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes are refused")
+    domain = domain_of(actor_id(item) or "")
+    if domain in blocked:
+        raise Forbidden(f"{domain} is blocked by this node")
+    authenticate(item, signer, now)
+    return text
 
 
 _INBOX = InboxItem.__table__
@@ -526,6 +535,100 @@ def store_many(activities: list[dict[str, Any]], signer: str, *, encoded: list[s
             else:
                 verdicts.append(_store(driver, activity, row, insert_sql, stored_sql))
         return verdicts
+
+
+#: PostgreSQL: a batch's verified activities go to the server this many at a time (``BatchStore``).
+STORE_CHUNK = 25
+
+
+class BatchStore:
+    """Stores the verified activities of one batch (``add`` each in turn), one verdict each, in order
+    (``finish``), as ``store_many`` does; ``close`` always (it gives the connection back and rolls back
+    what ``finish`` did not commit).
+
+    On PostgreSQL the activities are sent while the next are verified: every ``STORE_CHUNK`` of them go
+    to the server in one insert of a pipeline (psycopg's pipeline mode: sent without waiting for the
+    answer), all in one transaction, which ``finish`` commits. The server stores the first ones while
+    the request verifies the next, instead of the request waiting for one insert of all of them at
+    the end (5 ms for a batch of 100 in the ingest benchmark, a tenth of the batch's time). On SQLite,
+    in the process itself, there is nothing to overlap: ``store_many`` stores them at the end."""
+
+    def __init__(self, signer: str) -> None:
+        self.signer = signer
+        self.activities: list[dict[str, Any]] = []
+        self.texts: list[str] = []
+        self.pipelined = db.engine.dialect.name == "postgresql"
+        self.received_at = utcnow().strftime(_TIME_FORMAT)  # one request: one time of receipt
+        self.rows: list[dict[str, Any]] = []
+        #: activity id -> index of its first row: a later one is a duplicate within the batch.
+        self.first_index: dict[str, int] = {}
+        self.unsent: list[dict[str, Any]] = []
+        self.cursors: list[Any] = []
+        self.driver: Any = None
+        self.pipeline = ExitStack()
+
+    def add(self, activity: dict[str, Any], text: str) -> None:
+        self.activities.append(activity)
+        self.texts.append(text)
+        if not self.pipelined:
+            return
+        row = _row(activity, self.signer, text, self.received_at)
+        self.rows.append(row)
+        if row["activity_id"] not in self.first_index:
+            self.first_index[row["activity_id"]] = len(self.rows) - 1
+            self.unsent.append(row)
+            if len(self.unsent) >= STORE_CHUNK:
+                self._send()
+
+    def _send(self) -> None:
+        if not self.unsent:
+            return
+        sql, params = _insert_many(self.unsent)
+        self.unsent = []
+        if self.driver is None:
+            self.driver = db.engine.raw_connection()
+            self.pipeline.enter_context(self.driver.driver_connection.pipeline())
+        cursor = self.driver.driver_connection.cursor()
+        self.cursors.append(cursor)
+        with _database_errors(sql, params):
+            cursor.execute(sql, params)
+
+    def finish(self) -> list[Received]:
+        if not self.pipelined:
+            return store_many(self.activities, self.signer, encoded=self.texts)
+        if not self.activities:
+            return []
+        self._send()
+        if db.session.registry.has() and db.session().in_transaction():
+            db.session.commit()  # what verifying stored (an actor fetched for its key), as store_many does
+        insert_sql, stored_sql = _statements()
+        with _database_errors(insert_sql, None):
+            self.driver.driver_connection.commit()  # in the pipeline: the COMMIT sent, every answer awaited
+            self.pipeline.close()
+            inserted = dict(row for cursor in self.cursors for row in cursor.fetchall())
+            verdicts = []
+            for index, (activity, row) in enumerate(zip(self.activities, self.rows, strict=True)):
+                if self.first_index[row["activity_id"]] != index:
+                    verdicts.append(Received(None, True))
+                elif row["activity_id"] in inserted:
+                    verdicts.append(Received(inserted[row["activity_id"]], False))
+                else:  # known already: the duplicate rule, one by one
+                    verdicts.append(_store(self.driver, activity, row, insert_sql, stored_sql))
+        return verdicts
+
+    def close(self) -> None:
+        driver, self.driver = self.driver, None
+        if driver is None:
+            return
+        try:
+            with suppress(Exception):
+                self.pipeline.close()  # after a failure: its error was raised already
+            with suppress(Exception):
+                driver.driver_connection.rollback()  # nothing to undo after finish's commit
+            for cursor in self.cursors:
+                cursor.close()
+        finally:
+            driver.close()
 
 
 #: SQLite: how long a request waits for the write lock (the same as every connection's busy_timeout),
@@ -631,19 +734,28 @@ def _driver_connection(sql: str, params: Any) -> Iterator[Any]:
         # What verifying stored (an actor document fetched for its key) is committed first: on SQLite
         # that transaction holds the write lock the insert needs.
         db.session.commit()
-    dialect = db.engine.dialect
     driver = db.engine.raw_connection()
-    autocommit = dialect.name == "postgresql"
+    autocommit = db.engine.dialect.name == "postgresql"
     if autocommit:
         driver.driver_connection.autocommit = True
     try:
-        yield driver
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+        with _database_errors(sql, params):
+            yield driver
     finally:
         if autocommit:
             driver.driver_connection.autocommit = False  # the pool's other users expect transactions
         driver.close()
+
+
+@contextmanager
+def _database_errors(sql: str, params: Any) -> Iterator[None]:
+    """The driver's errors raised as SQLAlchemy would raise them: the problem handlers map a full disk
+    to 507, bad data to 4xx."""
+    dialect = db.engine.dialect
+    try:
+        yield
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
 
 
 def _store(driver: Any, activity: dict[str, Any], row: dict[str, Any], insert_sql: str, stored_sql: str) -> Received:

@@ -331,3 +331,58 @@ def test_a_batch_that_cannot_get_the_write_lock_in_time_is_answered_503_and_noth
     assert again.status_code == 202, again.text
     assert inbox_count(paris) == 5
     assert applied_events(paris) == 5
+
+
+def test_a_batch_stored_while_it_is_verified_keeps_its_order_and_each_verdict(pair, monkeypatch):
+    """On PostgreSQL the verified activities of a batch are sent to the server a few at a time while the
+    next are verified (``BatchStore``); with two at a time here, duplicates and refusals fall on both
+    sides of what was already sent, and the outcome is the one of storing them all at the end."""
+    from node.fedi import inbox
+    from node.fedi.models import InboxItem
+
+    monkeypatch.setattr(inbox, "STORE_CHUNK", 2)
+    paris, lyon = pair
+    known = signed_create(lyon)
+    assert post_batch(paris, lyon, batch_of(lyon, [known])).status_code == 202
+    first, second, third, last = (signed_create(lyon) for _ in range(4))
+    tampered = signed_create(lyon)
+    tampered["object"]["name"] = "Changé en route"
+    response = post_batch(paris, lyon, batch_of(lyon, [first, second, third, first, known, tampered, last]))
+    assert response.status_code == 202, response.text
+    results = response.json()["results"]
+    assert [line["status"] for line in results] == [202, 202, 202, 200, 200, 401, 202]
+    assert results[3] == {"id": first["id"], "status": 200, "detail": "duplicate"}  # repeated in the batch
+    assert results[4] == {"id": known["id"], "status": 200, "detail": "duplicate"}  # stored before
+    stored = paris.query(lambda: list(db_scalars(select(InboxItem.activity_id).order_by(InboxItem.id))))
+    assert stored == [activity["id"] for activity in (known, first, second, third, last)]
+    assert applied_events(paris) == 5
+
+
+def test_a_batch_that_fails_after_part_of_it_was_sent_stores_none_of_it(pair, monkeypatch):
+    """The activities sent while the batch was still being verified are in one transaction with the
+    rest: a failure later in the request (here an unexpected error verifying the fifth) stores none
+    of them, and the sender's retry stores them all, once."""
+    from node.fedi import inbox
+
+    monkeypatch.setattr(inbox, "STORE_CHUNK", 2)
+    paris, lyon = pair
+    activities = [signed_create(lyon) for _ in range(6)]
+    verify = inbox.authenticate
+    calls = []
+
+    def failing_on_the_fifth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("verification broke down")
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(inbox, "authenticate", failing_on_the_fifth)
+    response = post_batch(paris, lyon, batch_of(lyon, activities))
+    assert response.status_code == 500
+    assert inbox_count(paris) == 0
+    monkeypatch.setattr(inbox, "authenticate", verify)
+    again = post_batch(paris, lyon, batch_of(lyon, activities))
+    assert again.status_code == 202, again.text
+    assert [line["status"] for line in again.json()["results"]] == [202] * 6
+    assert inbox_count(paris) == 6
+    assert applied_events(paris) == 6

@@ -21,13 +21,14 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, DateTime, delete, insert, select, update
+from sqlalchemy import event as sqlalchemy_event
 
 from federation.urls import same_origin
 from node.common import microcache
@@ -473,6 +474,66 @@ def driver_rows(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
+class DriverPipeline:
+    """PostgreSQL: the session's connection in psycopg's pipeline mode (``driver_pipeline``): what the
+    driver's cursors execute goes to the server without waiting for its answer, which is awaited when a
+    result is read, and for everything when the pipeline ends (where the error of any statement in it
+    is raised at the latest). A statement of SQLAlchemy's on the connection ends it first: SQLAlchemy
+    reads a result's shape right after executing, which a pipeline gives only once the server has
+    answered. ``resume`` starts it again."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.stack = ExitStack()
+        self.running = False
+
+    def resume(self) -> None:
+        if self.connection is not None and not self.running:
+            self.stack.enter_context(self.connection.connection.driver_connection.pipeline())
+            self.running = True
+
+    def end(self, exc: BaseException | None = None) -> None:
+        if self.running:
+            self.running = False
+            # With the error the block raised, if any: psycopg then logs its own rather than raising it.
+            self.stack.__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+
+
+_PIPELINE_KEY = "halles_driver_pipeline"
+
+
+@contextmanager
+def driver_pipeline() -> Iterator[DriverPipeline]:
+    """The session's connection in pipeline mode for the block (PostgreSQL; elsewhere a pipeline that
+    does nothing)."""
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        yield DriverPipeline(None)
+        return
+    if not sqlalchemy_event.contains(connection.engine, "before_cursor_execute", _end_pipeline):
+        sqlalchemy_event.listen(connection.engine, "before_cursor_execute", _end_pipeline)
+    pipeline = DriverPipeline(connection)
+    connection.info[_PIPELINE_KEY] = pipeline
+    try:
+        pipeline.resume()
+        yield pipeline
+    except BaseException as exc:
+        pipeline.end(exc)
+        raise
+    else:
+        pipeline.end()
+    finally:
+        connection.info.pop(_PIPELINE_KEY, None)
+
+
+def _end_pipeline(connection: Any, _cursor: Any, _statement: str, _parameters: Any, _context: Any,
+                  _executemany: bool) -> None:
+    """SQLAlchemy's ``before_cursor_execute``: a pipeline open on the connection ends first."""
+    pipeline = connection.info.get(_PIPELINE_KEY)
+    if pipeline is not None:
+        pipeline.end()
+
+
 _WRITERS: dict[tuple[str, Any], RunWriter] = {}
 
 
@@ -564,6 +625,8 @@ class RunLookups(Lookups):
         self._uuids: list[str] = []
         #: Stored events read whose occurrences are not read yet, by id (``_read_occurrences``).
         self._without_occurrences: dict[int, HeldEvent] = {}
+        #: PostgreSQL: ids taken from the events' sequence for the run's new events (``prefetch``).
+        self._event_ids: list[int] = []
 
     def prepared_event(self, obj: dict[str, Any]) -> PreparedEvent:
         prepared = self.prepared.get(id(obj))
@@ -624,7 +687,22 @@ class RunLookups(Lookups):
         answers = sql.fetch_many([(query, params) for query, params, _handle in queries], meanwhile)
         for (_query, _params, handle), rows in zip(queries, answers, strict=True):
             handle(rows)
-        self._read_occurrences()
+        # PostgreSQL: ids for the events the run may create (those it does not hold), taken now with the
+        # occurrences of those it does: asked for while the run's writes are on their way, they would
+        # make it wait for the server to finish them (``RunLookups.write_events``).
+        unheld = sum(1 for ap_id in wanted_objects if self.events[ap_id] is None) if sql.postgres else 0
+        if unheld:
+            self._read_occurrences([(_NEXT_EVENT_IDS, [unheld], self._reserve_event_ids)])
+        else:
+            self._read_occurrences()
+
+    def _reserve_event_ids(self, rows: list[tuple[Any, ...]]) -> None:
+        self._event_ids.extend(event_id for (event_id,) in rows)
+
+    def new_event_ids(self, count: int) -> list[int]:
+        """Ids for ``count`` new events: those reserved by ``prefetch`` first (``_new_event_ids``)."""
+        taken, self._event_ids = self._event_ids[:count], self._event_ids[count:]
+        return taken + list(_new_event_ids(count - len(taken))) if len(taken) < count else taken
 
     def event(self, ap_id: str) -> HeldEvent | None:
         if ap_id not in self.events:
@@ -651,18 +729,27 @@ class RunLookups(Lookups):
             held = self.events[row["ap_id"]] = HeldEvent(row, dict(row))
             self._without_occurrences[row["id"]] = held
 
-    def _read_occurrences(self) -> None:
-        """The stored occurrences of the events held since the last call, in one query."""
+    def _read_occurrences(self, also: list[tuple[str, Sequence[Any], Callable[[list[tuple[Any, ...]]], None]]] = (),
+                          ) -> None:
+        """The stored occurrences of the events held since the last call, in one query; ``also``:
+        other queries (sql, parameters, what takes their rows) asked in the same round trip."""
         by_id, self._without_occurrences = self._without_occurrences, {}
-        if not by_id:
-            return
         sql = run_writer()
         read_time = sql.read_time
-        for occurrence_id, event_id, starts_at, ends_at in sql.fetch(sql.held_occurrences, list(by_id)):
-            held = by_id[event_id]
-            ends_at = read_time(ends_at)
-            held.occurrences.append([occurrence_id, read_time(starts_at), ends_at, None])
-            held.stored_ends[occurrence_id] = ends_at
+
+        def occurrences(rows: list[tuple[Any, ...]]) -> None:
+            for occurrence_id, event_id, starts_at, ends_at in rows:
+                held = by_id[event_id]
+                ends_at = read_time(ends_at)
+                held.occurrences.append([occurrence_id, read_time(starts_at), ends_at, None])
+                held.stored_ends[occurrence_id] = ends_at
+
+        queries = [*([(sql.held_occurrences, list(by_id), occurrences)] if by_id else []), *also]
+        if not queries:
+            return
+        answers = sql.fetch_many([(query, params) for query, params, _handle in queries])
+        for (_query, _params, handle), rows in zip(queries, answers, strict=True):
+            handle(rows)
 
     def hold_event(self, held: HeldEvent | None, prepared: PreparedEvent, obj: dict[str, Any], origin: RemoteActor,
                    *, updated: datetime, shared_by: RemoteActor | None) -> None:
@@ -700,32 +787,41 @@ class RunLookups(Lookups):
         held.occurrences = occurrences
         self.changed[row["ap_id"]] = held
 
-    def write_events(self) -> None:
+    def write_events(self, done: Callable[[str], bool] | None = None) -> None:
         """Write what the run created or changed: the new events in one INSERT, the changed ones in
         one UPDATE per set of changed columns (as the ORM, only columns whose value changed), then the
         occurrences: one DELETE, one UPDATE of ends and one INSERT, each for many rows
         (``RunWriter.write_rows``). On SQLite the caller holds the write lock (see
-        ``_new_event_ids``)."""
+        ``_new_event_ids``). ``done``: only the events (by ap_id) it says no later activity of the run
+        is about; the others stay held, to be written once in their final version."""
         if not self.changed:
             return
-        held = list(self.changed.values())
-        self.changed = {}
+        if done is None:
+            held = list(self.changed.values())
+            self.changed = {}
+        else:
+            held = [event for ap_id, event in self.changed.items() if done(ap_id)]
+            if not held:
+                return
+            for event in held:
+                del self.changed[event.row["ap_id"]]
         writer = run_writer()
         cursor = db.session.connection().connection.cursor()
         try:
-            self._write(held, writer, cursor)
+            self._write(held, writer, cursor, self.new_event_ids)
         finally:
             cursor.close()
         note_driver_write()
         _expire_orm_copies({event.row["id"] for event in held if event.stored is not None})
 
     @staticmethod
-    def _write(held: list[HeldEvent], writer: RunWriter, cursor: Any) -> None:
+    def _write(held: list[HeldEvent], writer: RunWriter, cursor: Any, new_event_ids: Callable[[int], Iterable[int]],
+               ) -> None:
         new = [event for event in held if event.stored is None]
         if new:
             plain: list[list[Any]] = []
             defaulted_rows: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            for event, event_id in zip(new, _new_event_ids(len(new)), strict=True):
+            for event, event_id in zip(new, new_event_ids(len(new)), strict=True):
                 row = event.row
                 row["id"] = event_id
                 defaulted = tuple(key for key in _DEFAULTED_KEYS if row[key] is None)

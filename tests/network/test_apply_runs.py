@@ -155,12 +155,18 @@ def occurrence_ids(app, ap_id: str) -> dict:
         return found
 
 
-@pytest.fixture(params=["multi-row statements", "two rows per statement", "no UPDATE FROM", "executemany"])
+@pytest.fixture(params=["multi-row statements", "two rows per statement", "no UPDATE FROM", "executemany",
+                        "sent every three activities"])
 def statements(request, monkeypatch):
     """How a run writes its rows (``RunWriter.write_rows``): SQLite's multi-row statements, as many as
     the rows need when few fit in one, single-row updates where SQLite is older than 3.33, or the
-    driver's executemany (PostgreSQL's way, whatever the database)."""
-    from node.fedi import remote
+    driver's executemany (PostgreSQL's way, whatever the database); on PostgreSQL, what is done is sent
+    while the run goes on (``worker.RUN_WRITE_CHUNK``): every three activities here, so that events the
+    run changes again later, and statements of the ORM's between, fall across those sends."""
+    from node.fedi import remote, worker
+
+    if request.param == "sent every three activities":
+        monkeypatch.setattr(worker, "RUN_WRITE_CHUNK", 3)
 
     monkeypatch.setattr(remote, "_WRITERS", {})
     made = remote.RunWriter.__init__

@@ -49,6 +49,7 @@ from typing import Any
 
 from flask import current_app, request
 from sqlalchemy import Float, String, bindparam, create_engine, delete, event, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -233,6 +234,14 @@ def take(name: str, client: str, rate: Rate, *, now: float | None = None, tokens
     capacity = float(rate.count)
     engine = bucket_engine()
     params = {"key": key, "capacity": capacity, "now": now, "per_second": rate.per_second, "spend": float(tokens)}
+    if engine.dialect.name == "postgresql" and random.random() >= 1 / PRUNE_EVERY:
+        left = _take_in_one_round_trip(engine, params)
+        if left is not None:
+            return Decision(True, int(math.floor(left + 1e-9)), 0)
+        with engine.connect() as connection:  # refused: when is there a token again?
+            row = connection.execute(select(_TABLE.c.tokens, _TABLE.c.updated).where(_TABLE.c.key == key)).one()
+            connection.rollback()
+        return _refused(row, capacity, now, rate, tokens)
     # The side database's connections are set up so (``_configure_side_connection``).
     toggle = engine.dialect.name == "sqlite" and engine is db.engine
     with engine.connect() as connection:
@@ -256,9 +265,45 @@ def take(name: str, client: str, rate: Rate, *, now: float | None = None, tokens
                 connection.commit()
     if left is not None:
         return Decision(True, int(math.floor(left + 1e-9)), 0)
+    return _refused(row, capacity, now, rate, tokens)
+
+
+def _refused(row: Any, capacity: float, now: float, rate: Rate, tokens: int) -> Decision:
+    """The refusal of a take of ``tokens`` from the bucket ``row`` (tokens, updated): when there are
+    enough again."""
     tokens_left, updated = row
     have = min(capacity, tokens_left + max(0.0, now - updated) * rate.per_second)
     return Decision(False, 0, max(1, math.ceil((tokens - have) / rate.per_second)))
+
+
+def _take_in_one_round_trip(engine: Any, params: dict[str, Any]) -> float | None:
+    """PostgreSQL: the take's statements (``SET LOCAL``, the insert, ``COMMIT``) sent together in
+    psycopg's pipeline mode, one round trip instead of four (BEGIN is one too): 2 ms of a batch of 100
+    received activities in the ingest benchmark. The tokens left, or None when refused."""
+    sql = _TAKE_PYFORMAT.get(engine.dialect.name)
+    if sql is None:
+        sql = _TAKE_PYFORMAT[engine.dialect.name] = str(_TAKE.compile(dialect=engine.dialect))
+    pooled = engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        try:
+            with connection.pipeline():
+                cursor = connection.cursor()
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                cursor.execute(sql, params)
+                connection.commit()
+            row = cursor.fetchone()
+        except engine.dialect.loaded_dbapi.Error as exc:
+            connection.rollback()
+            error = engine.dialect.loaded_dbapi.Error
+            raise DBAPIError.instance(sql, params, exc, error, dialect=engine.dialect) from exc
+    finally:
+        pooled.close()
+    return row[0] if row else None
+
+
+#: ``_TAKE`` as the driver takes it, per dialect (``_take_in_one_round_trip``).
+_TAKE_PYFORMAT: dict[str, str] = {}
 
 
 def peek(name: str, client: str, rate: Rate, *, now: float | None = None) -> Decision:

@@ -12,7 +12,8 @@ its own through the ORM, as is every activity of a run that failed: an error or 
 back that activity alone. On SQLite a run is its own transaction, opened with ``BEGIN IMMEDIATE`` (the
 write lock is taken before reading, so the run never fails on a lock upgrade, and the ids after the
 largest are free for its new events); on PostgreSQL the batch is one transaction holding its claimed
-rows (``FOR UPDATE SKIP LOCKED``), a run one savepoint in it."""
+rows (``FOR UPDATE SKIP LOCKED``), a run one savepoint in it, whose writes go to the server in
+psycopg's pipeline mode while the run goes on (``_apply_run``)."""
 
 from __future__ import annotations
 

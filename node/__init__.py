@@ -115,6 +115,8 @@ def _configure_sqlite(app: Flask) -> None:
         return
     from sqlalchemy import event
 
+    from node.common.sqlite_setup import use_wal
+
     with app.app_context():
         engine = db.engine
 
@@ -123,5 +125,5 @@ def _configure_sqlite(app: Flask) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=15000")
-            cursor.execute("PRAGMA journal_mode=WAL")
+            use_wal(cursor)
             cursor.close()

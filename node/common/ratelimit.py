@@ -54,6 +54,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from node.common.errors import HallesError, PayloadTooLarge
+from node.common.sqlite_setup import use_wal
 from node.extensions import db
 
 #: limit name -> (config key, environment variable, default).
@@ -198,7 +199,7 @@ def bucket_engine() -> Any:
 def _configure_side_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA busy_timeout=15000")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")  # see the module's doc
     cursor.close()
 

@@ -638,6 +638,8 @@ class RunLookups(Lookups):
         """Read what ``activities`` are about. ``meanwhile``: work that asks the database nothing, done
         while the server answers (``RunWriter.fetch_many``)."""
         objects: set[str] = set()
+        #: The events a Create or Update carries: those not held may be created by the run.
+        carried_events: set[str] = set()
         actors: set[str] = set()
         for activity in activities:
             actor = _first_id(activity.get("actor"))
@@ -646,6 +648,8 @@ class RunLookups(Lookups):
             obj = _object_of(activity)
             if obj is not None:
                 objects.add(obj["id"])
+                if activity.get("type") in ("Create", "Update") and _is_event_object(obj):
+                    carried_events.add(obj["id"])
                 attributed = _first_id(obj.get("attributedTo"))
                 if attributed:
                     actors.add(attributed)
@@ -690,7 +694,9 @@ class RunLookups(Lookups):
         # PostgreSQL: ids for the events the run may create (those it does not hold), taken now with the
         # occurrences of those it does: asked for while the run's writes are on their way, they would
         # make it wait for the server to finish them (``RunLookups.write_events``).
-        unheld = sum(1 for ap_id in wanted_objects if self.events[ap_id] is None) if sql.postgres else 0
+        unheld = 0
+        if sql.postgres:
+            unheld = sum(1 for ap_id in carried_events.intersection(wanted_objects) if self.events[ap_id] is None)
         if unheld:
             self._read_occurrences([(_NEXT_EVENT_IDS, [unheld], self._reserve_event_ids)])
         else:

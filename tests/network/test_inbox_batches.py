@@ -186,6 +186,45 @@ def test_a_batch_writes_in_a_few_statements(node):
     assert len(statements) < 40, statements
 
 
+def test_a_run_on_postgresql_sends_what_is_done_as_it_goes(node, monkeypatch):
+    """PostgreSQL: every ``RUN_WRITE_CHUNK`` activities a run sends the events no later activity of it
+    changes (the others wait for their last version), with ids taken before any write was sent."""
+    from node.extensions import db
+    from node.fedi import remote, worker
+
+    with node.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite writes a run at its end, under its write lock")
+    monkeypatch.setattr(worker, "RUN_WRITE_CHUNK", 50)
+
+    def no_query_for_ids(count):
+        raise AssertionError(f"{count} event ids asked for while the run's writes were on their way")
+
+    monkeypatch.setattr(remote, "_new_event_ids", no_query_for_ids)
+    written = []
+    write = remote.RunLookups.write_events
+
+    def counting(self, done=None):
+        before = len(self.changed)
+        write(self, done)
+        written.append(before - len(self.changed))
+
+    monkeypatch.setattr(remote.RunLookups, "write_events", counting)
+    lyon, lille = node.origins
+    creates = [version((lyon, lille)[number % 2], 300 + number, 0, kind="Create") for number in range(150)]
+    updates = [version((lyon, lille)[number % 2], 300 + number, 1, hours=4) for number in range(50)]
+    queue(node, *creates, *updates)
+    work(node)
+    # Sent after 50 (the first 50 events are updated at the end: kept), 100 and 150 activities, then the rest.
+    assert written == [0, 50, 50, 50]
+    assert [state for state, _ in items(node)] == ["applied"] * 200
+    held = events(node)
+    assert len(held) == 150
+    for number, origin in enumerate((lyon, lille) * 25):
+        title, occurrences = held[f"{origin.identity.base_url}/events/{_uuid(origin, 300 + number)}"]
+        assert title.endswith("v1") and occurrences[0][1] - occurrences[0][0] == timedelta(hours=4)
+
+
 def _uuid(origin: Origin, number: int) -> str:
     import uuid
     import zlib

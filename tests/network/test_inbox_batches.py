@@ -225,6 +225,41 @@ def test_a_run_on_postgresql_sends_what_is_done_as_it_goes(node, monkeypatch):
         assert title.endswith("v1") and occurrences[0][1] - occurrences[0][0] == timedelta(hours=4)
 
 
+def test_a_write_failing_in_a_pipelined_run_loses_nothing(node, monkeypatch, caplog):
+    """PostgreSQL: a statement the run sent without waiting fails (here its first insert of events,
+    while the run goes on); the error surfaces later, the run's savepoint is rolled back and every
+    activity is applied alone: all stored, once."""
+    import logging
+
+    from node.extensions import db
+    from node.fedi import remote, worker
+
+    with node.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite writes a run at its end, under its write lock")
+    monkeypatch.setattr(worker, "RUN_WRITE_CHUNK", 20)
+    write_rows = remote.RunWriter.write_rows
+    failed = []
+
+    def failing_once(self, cursor, kind, rows, keys=()):
+        if kind == "insert_event" and not failed:
+            failed.append(len(rows))
+            cursor.execute("SELECT 1 / 0")  # sent in the pipeline: its error comes back later
+            return
+        write_rows(self, cursor, kind, rows, keys)
+
+    monkeypatch.setattr(remote.RunWriter, "write_rows", failing_once)
+    lyon, lille = node.origins
+    creates = [version((lyon, lille)[number % 2], 500 + number, 0, kind="Create") for number in range(60)]
+    queue(node, *creates)
+    with caplog.at_level(logging.DEBUG, logger="halles.inbox"):
+        work(node)
+    assert failed == [20]
+    assert "applying them one by one" in caplog.text
+    assert [state for state, _ in items(node)] == ["applied"] * 60
+    assert len(events(node)) == 60
+
+
 def _uuid(origin: Origin, number: int) -> str:
     import uuid
     import zlib

@@ -335,8 +335,9 @@ def test_a_batch_that_cannot_get_the_write_lock_in_time_is_answered_503_and_noth
 
 def test_a_batch_stored_while_it_is_verified_keeps_its_order_and_each_verdict(pair, monkeypatch):
     """On PostgreSQL the verified activities of a batch are sent to the server a few at a time while the
-    next are verified (``BatchStore``); with two at a time here, duplicates and refusals fall on both
-    sides of what was already sent, and the outcome is the one of storing them all at the end."""
+    next are verified (``BatchStore``); with parts of at least two here (four, then the last one),
+    duplicates and refusals fall on both sides of what was already sent, and the outcome is the one of
+    storing them all at the end."""
     from node.fedi import inbox
     from node.fedi.models import InboxItem
 

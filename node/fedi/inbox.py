@@ -521,20 +521,28 @@ def store_many(activities: list[dict[str, Any]], signer: str, *, encoded: list[s
     for index, row in enumerate(rows):
         first_index.setdefault(row["activity_id"], index)
     unique = [rows[index] for index in sorted(first_index.values())]
-    insert_sql, stored_sql = _statements()
     many_sql, params = _insert_many(unique)
     with _driver_connection(many_sql, params) as driver:
         inserted = dict(_insert_when_free(driver, many_sql, params))
         driver.commit()
-        verdicts = []
-        for index, (activity, row) in enumerate(zip(activities, rows, strict=True)):
-            if first_index[row["activity_id"]] != index:
-                verdicts.append(Received(None, True))
-            elif row["activity_id"] in inserted:
-                verdicts.append(Received(inserted[row["activity_id"]], False))
-            else:
-                verdicts.append(_store(driver, activity, row, insert_sql, stored_sql))
-        return verdicts
+        return _verdicts(driver, activities, rows, first_index, inserted)
+
+
+def _verdicts(driver: Any, activities: list[dict[str, Any]], rows: list[dict[str, Any]], first_index: dict[str, int],
+              inserted: dict[str, int]) -> list[Received]:
+    """One verdict per activity of a batch once its rows went in (``inserted``: activity id -> item id):
+    a repeat of an id earlier in the batch is a duplicate, and an id the node knew already goes
+    through ``store``'s duplicate rule, one by one."""
+    insert_sql, stored_sql = _statements()
+    verdicts = []
+    for index, (activity, row) in enumerate(zip(activities, rows, strict=True)):
+        if first_index[row["activity_id"]] != index:
+            verdicts.append(Received(None, True))
+        elif row["activity_id"] in inserted:
+            verdicts.append(Received(inserted[row["activity_id"]], False))
+        else:
+            verdicts.append(_store(driver, activity, row, insert_sql, stored_sql))
+    return verdicts
 
 
 #: PostgreSQL: a batch's verified activities go to the server at least this many at a time
@@ -605,20 +613,11 @@ class BatchStore:
         self._send()
         if db.session.registry.has() and db.session().in_transaction():
             db.session.commit()  # what verifying stored (an actor fetched for its key), as store_many does
-        insert_sql, stored_sql = _statements()
-        with _database_errors(insert_sql, None):
+        with _database_errors(_statements()[0], None):
             self.driver.driver_connection.commit()  # in the pipeline: the COMMIT sent, every answer awaited
             self.pipeline.close()
             inserted = dict(row for cursor in self.cursors for row in cursor.fetchall())
-            verdicts = []
-            for index, (activity, row) in enumerate(zip(self.activities, self.rows, strict=True)):
-                if self.first_index[row["activity_id"]] != index:
-                    verdicts.append(Received(None, True))
-                elif row["activity_id"] in inserted:
-                    verdicts.append(Received(inserted[row["activity_id"]], False))
-                else:  # known already: the duplicate rule, one by one
-                    verdicts.append(_store(self.driver, activity, row, insert_sql, stored_sql))
-        return verdicts
+            return _verdicts(self.driver, self.activities, self.rows, self.first_index, inserted)
 
     def close(self) -> None:
         driver, self.driver = self.driver, None

@@ -228,7 +228,7 @@ def _apply_run(batch: list[tuple[int, dict[str, Any]]], known: RunLookups) -> No
     on the first failure.
 
     PostgreSQL: the session's connection is in psycopg's pipeline mode meanwhile, and every
-    ``RUN_WRITE_CHUNK`` activities what is done is sent (``_send_done``): the server writes it while the
+    ``RUN_WRITE_CHUNK`` activities what is done is sent: the server writes it while the
     next activities are converted and decided, instead of the run waiting for all its writes at the
     end (they are most of the server's work: its full-text trigger alone is about 30 us per event). A
     failure is raised when the pipeline ends at the latest, and the run is then applied item by item

@@ -27,7 +27,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import JSON, DateTime, delete, insert, select, update
+from sqlalchemy import JSON, DateTime, String, delete, insert, select, update
 from sqlalchemy import event as sqlalchemy_event
 
 from federation.urls import same_origin
@@ -288,6 +288,12 @@ class RunWriter:
         self.update_occurrence = f"UPDATE event_occurrences SET ends_at = {mark} WHERE id = {mark}"
         self.insert_occurrence = (f"INSERT INTO event_occurrences (event_id, starts_at, ends_at) "
                                   f"VALUES ({mark}, {mark}, {mark})")
+        #: PostgreSQL: the inserts of many rows as one statement over arrays, one per column (``write_rows``).
+        self.array_inserts = {
+            "insert_event": self._insert_from_arrays("events", list(_EVENTS.c), dialect),
+            "insert_occurrence": self._insert_from_arrays(
+                "event_occurrences", [_OCCURRENCES.c[key] for key in ("event_id", "starts_at", "ends_at")], dialect),
+        } if self.postgres else {}
         #: SQLite: many rows in one statement (``write_rows``); UPDATE ... FROM needs SQLite 3.33.
         self.one_statement = not self.postgres
         self.update_from = not self.postgres and sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -355,6 +361,17 @@ class RunWriter:
             for cursor in cursors:
                 cursor.close()
 
+    def _insert_from_arrays(self, table: str, columns: list[Any], dialect: Any) -> str:
+        """``INSERT INTO table (columns) SELECT ... FROM unnest(<one array per column>)``: the values of
+        each column go as one binary array (JSON as its text, read back as json), so the server runs one
+        statement for the rows instead of one per row (``write_rows``)."""
+        quote = self.quote
+        names = ", ".join(quote(column.name) for column in columns)
+        arrays = ", ".join(f"%b::{_array_element_type(column, dialect)}[]" for column in columns)
+        values = ", ".join(f"{quote(column.name)}::json" if isinstance(column.type, JSON) else quote(column.name)
+                           for column in columns)
+        return f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS batch ({names})"
+
     def _placeholder(self, key: str) -> str:
         return f"{self.mark}::json" if self.postgres and key in self.json_keys else self.mark
 
@@ -374,12 +391,19 @@ class RunWriter:
         "update_event" (the values of ``keys``, then the id), "delete_occurrence" (the id),
         "update_occurrence" (``ends_at``, then the id) or "insert_occurrence" (event id, start, end).
 
-        PostgreSQL: the driver's executemany (psycopg pipelines it; a multi-row statement measured
-        twice as slow there). SQLite: one statement for many rows. Each statement that writes to
-        ``events`` runs the full-text triggers, and FTS5 flushes what it indexed at the end of every
-        statement: row by row, indexing an event cost three times what it costs in a statement of a
-        hundred (0.09 against 0.03 ms per event, ingest benchmark)."""
+        PostgreSQL: the inserts as one statement over one binary array per column; the server's work
+        for an event fell from 78-86 to 50-57 us, the process's from 13-17 to 10-15 (1,400 events of
+        the ingest benchmark in rows of 70, docs/performance.md, session 10). The updates and deletes
+        (a few per run) go by the driver's executemany, which psycopg pipelines. SQLite: one statement
+        for many rows. Each statement that writes to ``events`` runs the full-text triggers, and FTS5
+        flushes what it indexed at the end of every statement: row by row, indexing an event cost
+        three times what it costs in a statement of a hundred (0.09 against 0.03 ms per event, ingest
+        benchmark)."""
         if not rows:
+            return
+        from_arrays = self.array_inserts.get(kind)
+        if from_arrays is not None:
+            cursor.execute(from_arrays, [list(column) for column in zip(*rows, strict=True)])
             return
         if not self.one_statement or (kind.startswith("update") and not self.update_from):
             single = self.update_event(keys) if kind == "update_event" else getattr(self, kind)
@@ -448,6 +472,18 @@ class RunWriter:
                 value = known[1] if known is not None and known[0] is value else convert(value)
             params.append(value)
         return params
+
+
+def _array_element_type(column: Any, dialect: Any) -> str:
+    """The SQL type of an array of ``column``'s values as ``RunWriter`` sends them. Strings (and JSON, as
+    its text) as text: a cast to varchar(n) would cut a value too long, which the insert refuses. A
+    foreign key declared without a type has the type of the column it refers to."""
+    column_type = column.type
+    if column_type._isnull and column.foreign_keys:
+        column_type = next(iter(column.foreign_keys)).column.type
+    if isinstance(column_type, JSON | String):
+        return "text"
+    return column_type.compile(dialect)
 
 
 def in_list(sql: str, params: Sequence[Any], *, postgres: bool) -> tuple[str, Sequence[Any]]:

@@ -36,15 +36,30 @@ _DIGITS_AS_ZERO = bytes(ord("0") if ord("0") <= byte <= ord("9") else ord("x") f
 _LONG_DIGITS = b"0" * 19
 
 
+#: What ``read_fast`` gives for a text it leaves to the standard library.
+NOT_READ = object()
+
+
+def read_fast(text: str | bytes | bytearray | memoryview) -> Any:
+    """orjson's value of ``text`` when it is exactly ``json.loads``'s, else ``NOT_READ`` (a text with
+    a run of 19 digits or more, and any text orjson refuses: read those with the standard library)."""
+    if isinstance(text, str):
+        raw = text.encode(errors="surrogatepass")
+    else:
+        raw = text if isinstance(text, bytes) else bytes(text)
+    if _LONG_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+        return NOT_READ
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return NOT_READ
+
+
 def loads(text: str | bytes | bytearray | memoryview) -> Any:
     """``json.loads(text)``, faster for every text but the rare ones named above."""
-    raw = text.encode(errors="surrogatepass") if isinstance(text, str) else bytes(text)
-    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass  # json.loads reads it, or says why not in its own words
-    return json.loads(text)
+    value = read_fast(text)
+    # json.loads reads the rest, or says why not in its own words
+    return json.loads(text) if value is NOT_READ else value
 
 
 def dumps(value: Any) -> str:

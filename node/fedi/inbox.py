@@ -177,14 +177,23 @@ def parse_received(content_type: str | None, body: bytes) -> tuple[dict[str, Any
         raise PayloadTooLarge(f"activities larger than {MAX_INBOX_BYTES} bytes (batches larger than "
                               f"{MAX_BATCH_BYTES}) are refused")
     texts = None
-    try:
-        activity, texts = _read_keeping_items(body.decode())
-    except (ValueError, IndexError, RecursionError):  # not UTF-8, not an object, not JSON...: said below
+    # orjson reads nearly every body (a batch of 100: 0.31 ms against 0.89 for the standard library);
+    # a batch's activities are then written out again, by orjson too (0.11 ms), to be stored. What it
+    # leaves (NaN, a lone surrogate, a huge integer, nesting beyond 1024...) is read as before, and so
+    # is a body larger than one activity may be: each of its activities is then measured as its
+    # sender wrote it (receive_batch), which only the texts kept by _read_keeping_items tell.
+    activity = jsontext.read_fast(body) if len(body) <= MAX_INBOX_BYTES else jsontext.NOT_READ
+    if isinstance(activity, dict) and is_batch(activity):
+        texts = [jsontext.dumps(item) for item in activity["object"]]
+    elif activity is jsontext.NOT_READ:
         try:
-            # NaN and Infinity are not JSON (RFC 8259): Python would accept them, PostgreSQL's json would not.
-            activity = json.loads(body, parse_constant=_not_json)
-        except (ValueError, RecursionError):
-            raise BadRequest("the body is not valid JSON") from None
+            activity, texts = _read_keeping_items(body.decode())
+        except (ValueError, IndexError, RecursionError):  # not UTF-8, not an object, not JSON...: said below
+            try:
+                # NaN and Infinity are not JSON (RFC 8259): Python would accept them, PostgreSQL's json would not.
+                activity = json.loads(body, parse_constant=_not_json)
+            except (ValueError, RecursionError):
+                raise BadRequest("the body is not valid JSON") from None
     if not isinstance(activity, dict):
         raise BadRequest("the body must be a JSON object")
     batch = is_batch(activity)

@@ -243,6 +243,11 @@ def take(name: str, client: str, rate: Rate, *, now: float | None = None, tokens
             row = connection.execute(select(_TABLE.c.tokens, _TABLE.c.updated).where(_TABLE.c.key == key)).one()
             connection.rollback()
         return _refused(row, capacity, now, rate, tokens)
+    if engine is not db.engine and engine.dialect.name == "sqlite" and random.random() >= 1 / PRUNE_EVERY:
+        left, row = _take_on_side_file(engine, params)
+        if left is not None:
+            return Decision(True, int(math.floor(left + 1e-9)), 0)
+        return _refused(row, capacity, now, rate, tokens)
     # The side database's connections are set up so (``_configure_side_connection``).
     toggle = engine.dialect.name == "sqlite" and engine is db.engine
     with engine.connect() as connection:
@@ -275,6 +280,38 @@ def _refused(row: Any, capacity: float, now: float, rate: Rate, tokens: int) -> 
     tokens_left, updated = row
     have = min(capacity, tokens_left + max(0.0, now - updated) * rate.per_second)
     return Decision(False, 0, max(1, math.ceil((tokens - have) / rate.per_second)))
+
+
+#: ``_TAKE`` in sqlite3's placeholders, and the parameters' names in their order.
+_TAKE_QMARK = re.sub(r":(\w+)", "?", str(_TAKE))
+_TAKE_NAMES = tuple(re.findall(r":(\w+)", str(_TAKE)))
+
+
+def _take_on_side_file(engine: Any, params: dict[str, Any]) -> tuple[float | None, tuple[float, float] | None]:
+    """SQLite's side file: the take through the driver's own connection, without SQLAlchemy's
+    statement machinery. A received batch's take cost 0.5-0.6 ms in the middle of the request's other
+    work (its code out of the processor's caches) against 0.17 this way (0.12 and 0.02 when repeated
+    in a loop). The tokens left and None, or None and the bucket's (tokens, updated) when refused."""
+    pooled = engine.raw_connection()
+    try:
+        cursor = pooled.cursor()
+        try:
+            cursor.execute(_TAKE_QMARK, [params[name] for name in _TAKE_NAMES])
+            taken = cursor.fetchone()
+            row = None
+            if taken is None:
+                cursor.execute("SELECT tokens, updated FROM rate_limit_buckets WHERE key = ?", (params["key"],))
+                row = tuple(cursor.fetchone())
+            pooled.commit()
+        finally:
+            cursor.close()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        pooled.rollback()
+        error = engine.dialect.loaded_dbapi.Error
+        raise DBAPIError.instance(_TAKE_QMARK, params, exc, error, dialect=engine.dialect) from exc
+    finally:
+        pooled.close()
+    return (taken[0], None) if taken is not None else (None, row)
 
 
 def _take_in_one_round_trip(engine: Any, params: dict[str, Any]) -> float | None:

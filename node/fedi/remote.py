@@ -663,11 +663,15 @@ class RunLookups(Lookups):
         self._without_occurrences: dict[int, HeldEvent] = {}
         #: PostgreSQL: ids taken from the events' sequence for the run's new events (``prefetch``).
         self._event_ids: list[int] = []
+        #: ``run_writer()``, asked once per run rather than once per activity (it asks the session).
+        self._writer: RunWriter | None = None
 
     def prepared_event(self, obj: dict[str, Any]) -> PreparedEvent:
         prepared = self.prepared.get(id(obj))
         if prepared is None or prepared.obj is not obj:
-            prepared = self.prepared[id(obj)] = prepare_event(obj, run_writer())
+            if self._writer is None:
+                self._writer = run_writer()
+            prepared = self.prepared[id(obj)] = prepare_event(obj, self._writer)
         return prepared
 
     def prefetch(self, activities: Iterable[dict[str, Any]], meanwhile: Callable[[], None] | None = None) -> None:

@@ -46,7 +46,7 @@ from node.extensions import db
 from node.fedi import compat
 from node.fedi.handlers import actor_id, object_id
 from node.fedi.http import allow_private, resolver
-from node.fedi.keystore import domain_of, key_problem, resolve_key
+from node.fedi.keystore import KeysOfOneRequest, domain_of, key_problem, resolve_key
 from node.fedi.models import InboxItem, RemoteServer, shard_of
 from node.fedi.outbox import now_aware
 
@@ -311,10 +311,12 @@ def blocked_among(domains: set[str]) -> str | None:
 FORWARDABLE_TYPES = frozenset({"Create", "Update", "Delete"})
 
 
-def authenticate(activity: dict[str, Any], signer: str, now: datetime | None = None) -> None:
+def authenticate(activity: dict[str, Any], signer: str, now: datetime | None = None,
+                 keys: Callable[..., Any] = resolve_key) -> None:
     """The signer must be the activity's actor, or the activity must carry the actor's own proof
     (an activity forwarded by a peer that re-shared the object). ``now``: the time proofs are checked
-    against (one per request: a batch's activities are checked within the same second)."""
+    against (one per request: a batch's activities are checked within the same second); ``keys``:
+    the key resolver (``KeysOfOneRequest`` for a batch)."""
     now = now or now_aware()
     actor = actor_id(activity)
     assert actor is not None
@@ -330,20 +332,20 @@ def authenticate(activity: dict[str, Any], signer: str, now: datetime | None = N
         if activity["type"] not in FORWARDABLE_TYPES:
             raise Unauthorized(f"a forwarded {activity['type']} is not taken: only Create, Update and Delete may "
                                f"come from another server than their actor's ({actor}), who must send it")
-        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now,
+        result = verify_document(compat.detach_ld_signature(activity), keys, now=now,
                                  expected_origin=actor, canonicalizer=shared)
         if not result.ok:
             raise Unauthorized(f"forwarded activity: {result.reason}")
     elif "proof" in activity:
-        result = verify_document(compat.detach_ld_signature(activity), resolve_key, now=now,
+        result = verify_document(compat.detach_ld_signature(activity), keys, now=now,
                                  expected_origin=actor, canonicalizer=shared)
         if not result.ok:
             raise Unauthorized(f"activity proof: {result.reason}")
-    _check_object(activity, actor, now, shared)
+    _check_object(activity, actor, now, shared, keys)
 
 
 def _check_object(activity: dict[str, Any], actor: str, now: datetime,
-                  shared: SharedCanonicalizer | None = None) -> None:
+                  shared: SharedCanonicalizer | None = None, keys: Callable[..., Any] = resolve_key) -> None:
     kind = activity["type"]
     obj = activity.get("object")
     target = object_id(obj)
@@ -354,7 +356,7 @@ def _check_object(activity: dict[str, Any], actor: str, now: datetime,
         if attributed is not None and not same_origin(attributed, actor):
             raise Unauthorized(f"object attributed to {attributed} was sent by {actor}")
         if "proof" in obj:
-            result = verify_document(obj, resolve_key, now=now, expected_origin=target, canonicalizer=shared)
+            result = verify_document(obj, keys, now=now, expected_origin=target, canonicalizer=shared)
             if not result.ok:
                 raise Unauthorized(f"object proof: {result.reason}")
     if kind == "Announce":
@@ -368,7 +370,7 @@ def _check_object(activity: dict[str, Any], actor: str, now: datetime,
                 raise Unauthorized("an embedded re-shared object must carry its origin's proof")
             if target is None or not same_origin(target, origin):
                 raise Unauthorized(f"re-shared object {target} claims another origin than {origin}")
-            result = verify_document(obj, resolve_key, now=now, expected_origin=origin, canonicalizer=shared)
+            result = verify_document(obj, keys, now=now, expected_origin=origin, canonicalizer=shared)
             if not result.ok:
                 raise Unauthorized(f"re-shared object proof: {result.reason}")
         elif isinstance(obj, str):
@@ -420,10 +422,12 @@ def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = 
     results: list[dict[str, Any]] = []
     valid: list[int] = []
     store = BatchStore(signer)
+    keys = KeysOfOneRequest()
     try:
         for position, item in enumerate(batch["object"]):
             try:
-                text = _checked_batch_item(item, texts[position] if texts is not None else None, blocked, signer, now)
+                text = _checked_batch_item(item, texts[position] if texts is not None else None, blocked, signer,
+                                           now, keys)
             except HallesError as exc:
                 item_id = item.get("id")
                 results.append({"id": item_id if isinstance(item_id, str) else None, "status": exc.status,
@@ -441,7 +445,8 @@ def receive_batch(batch: dict[str, Any], signer: str, texts: list[str] | None = 
     return Received(None, False, results)
 
 
-def _checked_batch_item(item: Any, text: str | None, blocked: set[str], signer: str, now: datetime) -> str:
+def _checked_batch_item(item: Any, text: str | None, blocked: set[str], signer: str, now: datetime,
+                        keys: Callable[..., Any] = resolve_key) -> str:
     """One activity of a batch checked as it would be alone; its text to store (``text``: as its sender
     wrote it, else serialised once, measured as the body of one POST). Raises the refusal."""
     check_activity(item)
@@ -453,7 +458,7 @@ def _checked_batch_item(item: Any, text: str | None, blocked: set[str], signer: 
     domain = domain_of(actor_id(item) or "")
     if domain in blocked:
         raise Forbidden(f"{domain} is blocked by this node")
-    authenticate(item, signer, now)
+    authenticate(item, signer, now, keys)
     return text
 
 

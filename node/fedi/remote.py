@@ -265,6 +265,7 @@ class RunWriter:
 
     def __init__(self, dialect: Any) -> None:
         self.postgres = dialect.name == "postgresql"
+        self.dialect = dialect
         dumps = _json_text if dialect._json_serializer in (None, json.dumps) else dialect._json_serializer
         mark = "%s" if self.postgres else "?"
         quote = dialect.identifier_preparer.quote
@@ -361,6 +362,32 @@ class RunWriter:
             for cursor in cursors:
                 cursor.close()
 
+    def _from_arrays(self, kind: str, keys: tuple[str, ...]) -> str:
+        """PostgreSQL's statement of ``write_rows`` over one array per value of a row."""
+        found = self.array_inserts.get(kind)
+        if found is not None:
+            return found
+        found = self._statements.get((kind, 0, keys))
+        if found is not None:
+            return found
+        quote = self.quote
+        if kind == "delete_occurrence":
+            sql = "DELETE FROM event_occurrences WHERE id = ANY(%b::integer[])"
+        else:
+            table, columns = (("events", [_EVENTS.c[key] for key in keys]) if kind == "update_event"
+                              else ("event_occurrences", [_OCCURRENCES.c.ends_at]))
+            names = [f"v{index}" for index in range(len(columns))]
+            sets = ", ".join(f"{quote(column.name)} = batch.{name}{'::json' if isinstance(column.type, JSON) else ''}"
+                             for column, name in zip(columns, names, strict=True))
+            arrays = ", ".join(f"%b::{_array_element_type(column, self.dialect)}[]" for column in columns)
+            # Each row's id appears once (one change per event or occurrence of a run).
+            sql = (f"UPDATE {table} SET {sets} FROM unnest({arrays}, %b::integer[]) "
+                   f"AS batch ({', '.join(names)}, row_id) WHERE {table}.id = batch.row_id")
+        if len(self._statements) > 256:
+            self._statements.clear()
+        self._statements[(kind, 0, keys)] = sql
+        return sql
+
     def _insert_from_arrays(self, table: str, columns: list[Any], dialect: Any) -> str:
         """``INSERT INTO table (columns) SELECT ... FROM unnest(<one array per column>)``: the values of
         each column go as one binary array (JSON as its text, read back as json), so the server runs one
@@ -391,19 +418,18 @@ class RunWriter:
         "update_event" (the values of ``keys``, then the id), "delete_occurrence" (the id),
         "update_occurrence" (``ends_at``, then the id) or "insert_occurrence" (event id, start, end).
 
-        PostgreSQL: the inserts as one statement over one binary array per column; the server's work
-        for an event fell from 78-86 to 50-57 us, the process's from 13-17 to 10-15 (1,400 events of
-        the ingest benchmark in rows of 70, docs/performance.md, session 10). The updates and deletes
-        (a few per run) go by the driver's executemany, which psycopg pipelines. SQLite: one statement
+        PostgreSQL: one statement over one binary array per value of a row (``_from_arrays``); the
+        server's work for an inserted event fell from 78-86 to 50-57 us, the process's from 13-17 to
+        10-15 (1,400 events of the ingest benchmark in rows of 70, docs/performance.md, session 10)
+        against one execute per row, which psycopg pipelines. SQLite: one statement
         for many rows. Each statement that writes to ``events`` runs the full-text triggers, and FTS5
         flushes what it indexed at the end of every statement: row by row, indexing an event cost
         three times what it costs in a statement of a hundred (0.09 against 0.03 ms per event, ingest
         benchmark)."""
         if not rows:
             return
-        from_arrays = self.array_inserts.get(kind)
-        if from_arrays is not None:
-            cursor.execute(from_arrays, [list(column) for column in zip(*rows, strict=True)])
+        if self.postgres:
+            cursor.execute(self._from_arrays(kind, keys), [list(column) for column in zip(*rows, strict=True)])
             return
         if not self.one_statement or (kind.startswith("update") and not self.update_from):
             single = self.update_event(keys) if kind == "update_event" else getattr(self, kind)

@@ -282,6 +282,12 @@ def _refused(row: Any, capacity: float, now: float, rate: Rate, tokens: int) -> 
     return Decision(False, 0, max(1, math.ceil((tokens - have) / rate.per_second)))
 
 
+def _as_sqlalchemy_error(engine: Any, sql: str, params: Any, exc: Exception) -> DBAPIError:
+    """A driver's error, from a take made through the driver's own connection, as SQLAlchemy raises it
+    (what the callers of ``take`` catch: a database that is down or full)."""
+    return DBAPIError.instance(sql, params, exc, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect)
+
+
 #: ``_TAKE`` in sqlite3's placeholders, and the parameters' names in their order.
 _TAKE_QMARK = re.sub(r":(\w+)", "?", str(_TAKE))
 _TAKE_NAMES = tuple(re.findall(r":(\w+)", str(_TAKE)))
@@ -307,8 +313,7 @@ def _take_on_side_file(engine: Any, params: dict[str, Any]) -> tuple[float | Non
             cursor.close()
     except engine.dialect.loaded_dbapi.Error as exc:
         pooled.rollback()
-        error = engine.dialect.loaded_dbapi.Error
-        raise DBAPIError.instance(_TAKE_QMARK, params, exc, error, dialect=engine.dialect) from exc
+        raise _as_sqlalchemy_error(engine, _TAKE_QMARK, params, exc) from exc
     finally:
         pooled.close()
     return (taken[0], None) if taken is not None else (None, row)
@@ -333,8 +338,7 @@ def _take_in_one_round_trip(engine: Any, params: dict[str, Any]) -> float | None
             row = cursor.fetchone()
         except engine.dialect.loaded_dbapi.Error as exc:
             connection.rollback()
-            error = engine.dialect.loaded_dbapi.Error
-            raise DBAPIError.instance(sql, params, exc, error, dialect=engine.dialect) from exc
+            raise _as_sqlalchemy_error(engine, sql, params, exc) from exc
     finally:
         pooled.close()
     return row[0] if row else None

@@ -7,7 +7,7 @@ event is written through the ORM. The worker applying a run of activities gets a
 the run is about is read up front in a few queries (``prefetch``), the events it holds are plain rows
 (``HeldEvent``: column values and occurrences, no ORM object) that each activity changes in memory after
 the same checks, and ``write_events`` writes the run's events and occurrences at the end in a few
-statements (``RunWriter.write_rows``: multi-row statements on SQLite, the driver's executemany on
+statements (``RunWriter.write_rows``: multi-row statements on SQLite, one statement over arrays per kind on
 PostgreSQL; the full-text search triggers fire as for any other write). What depends on a received
 object alone -- its conversion to columns and occurrences, the driver's form of what is stored as
 received -- is a ``PreparedEvent``, which the worker makes for a whole batch before it takes SQLite's
@@ -281,22 +281,9 @@ class RunWriter:
         #: (index in ``_EVENT_KEYS``, key, converter) of the columns whose value the driver cannot take as is.
         self.converted = tuple((index, key, converters[key]) for index, key in enumerate(_EVENT_KEYS)
                                if key in converters)
-        self.insert_event = "INSERT INTO events ({}) VALUES ({})".format(
-            ", ".join(quote(column.name) for column in _EVENTS.c),
-            ", ".join(self._placeholder(column.key) for column in _EVENTS.c))
         self._updates: dict[tuple[str, ...], str] = {}
-        self.delete_occurrence = f"DELETE FROM event_occurrences WHERE id = {mark}"
+        #: SQLite older than 3.33 (no UPDATE ... FROM): a run's occurrence updates row by row.
         self.update_occurrence = f"UPDATE event_occurrences SET ends_at = {mark} WHERE id = {mark}"
-        self.insert_occurrence = (f"INSERT INTO event_occurrences (event_id, starts_at, ends_at) "
-                                  f"VALUES ({mark}, {mark}, {mark})")
-        #: PostgreSQL: the inserts of many rows as one statement over arrays, one per column (``write_rows``).
-        self.array_inserts = {
-            "insert_event": self._insert_from_arrays("events", list(_EVENTS.c), dialect),
-            "insert_occurrence": self._insert_from_arrays(
-                "event_occurrences", [_OCCURRENCES.c[key] for key in ("event_id", "starts_at", "ends_at")], dialect),
-        } if self.postgres else {}
-        #: SQLite: many rows in one statement (``write_rows``); UPDATE ... FROM needs SQLite 3.33.
-        self.one_statement = not self.postgres
         self.update_from = not self.postgres and sqlite3.sqlite_version_info >= (3, 33, 0)
         self._statements: dict[tuple[str, int, tuple[str, ...]], str] = {}
         # Reads: the values SQLAlchemy's result processors give (a DateTime's text parsed on SQLite, a
@@ -364,14 +351,16 @@ class RunWriter:
 
     def _from_arrays(self, kind: str, keys: tuple[str, ...]) -> str:
         """PostgreSQL's statement of ``write_rows`` over one array per value of a row."""
-        found = self.array_inserts.get(kind)
-        if found is not None:
-            return found
         found = self._statements.get((kind, 0, keys))
         if found is not None:
             return found
         quote = self.quote
-        if kind == "delete_occurrence":
+        if kind == "insert_event":
+            sql = self._insert_from_arrays("events", list(_EVENTS.c))
+        elif kind == "insert_occurrence":
+            sql = self._insert_from_arrays("event_occurrences",
+                                           [_OCCURRENCES.c[key] for key in ("event_id", "starts_at", "ends_at")])
+        elif kind == "delete_occurrence":
             sql = "DELETE FROM event_occurrences WHERE id = ANY(%b::integer[])"
         else:
             table, columns = (("events", [_EVENTS.c[key] for key in keys]) if kind == "update_event"
@@ -388,13 +377,13 @@ class RunWriter:
         self._statements[(kind, 0, keys)] = sql
         return sql
 
-    def _insert_from_arrays(self, table: str, columns: list[Any], dialect: Any) -> str:
+    def _insert_from_arrays(self, table: str, columns: list[Any]) -> str:
         """``INSERT INTO table (columns) SELECT ... FROM unnest(<one array per column>)``: the values of
         each column go as one binary array (JSON as its text, read back as json), so the server runs one
         statement for the rows instead of one per row (``write_rows``)."""
         quote = self.quote
         names = ", ".join(quote(column.name) for column in columns)
-        arrays = ", ".join(f"%b::{_array_element_type(column, dialect)}[]" for column in columns)
+        arrays = ", ".join(f"%b::{_array_element_type(column, self.dialect)}[]" for column in columns)
         values = ", ".join(f"{quote(column.name)}::json" if isinstance(column.type, JSON) else quote(column.name)
                            for column in columns)
         return f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS batch ({names})"
@@ -431,9 +420,8 @@ class RunWriter:
         if self.postgres:
             cursor.execute(self._from_arrays(kind, keys), [list(column) for column in zip(*rows, strict=True)])
             return
-        if not self.one_statement or (kind.startswith("update") and not self.update_from):
-            single = self.update_event(keys) if kind == "update_event" else getattr(self, kind)
-            cursor.executemany(single, rows)
+        if kind.startswith("update") and not self.update_from:
+            cursor.executemany(self.update_event(keys) if kind == "update_event" else self.update_occurrence, rows)
             return
         width = len(rows[0])
         limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)

@@ -155,14 +155,14 @@ def occurrence_ids(app, ap_id: str) -> dict:
         return found
 
 
-@pytest.fixture(params=["multi-row statements", "two rows per statement", "no UPDATE FROM", "executemany",
+@pytest.fixture(params=["multi-row statements", "two rows per statement", "no UPDATE FROM",
                         "sent every three activities"])
 def statements(request, monkeypatch):
-    """How a run writes its rows (``RunWriter.write_rows``): SQLite's multi-row statements, as many as
-    the rows need when few fit in one, single-row updates where SQLite is older than 3.33, or the
-    driver's executemany (PostgreSQL's way, whatever the database); on PostgreSQL, what is done is sent
-    while the run goes on (``worker.RUN_WRITE_CHUNK``): every three activities here, so that events the
-    run changes again later, and statements of the ORM's between, fall across those sends."""
+    """How a run writes its rows (``RunWriter.write_rows``): on SQLite, multi-row statements, as many as
+    the rows need when few fit in one, and single-row updates where SQLite is older than 3.33; on
+    PostgreSQL (one statement over arrays per kind of write), what is done is sent while the run goes
+    on (``worker.RUN_WRITE_CHUNK``): every three activities here, so that events the run changes again
+    later, and statements of the ORM's between, fall across those sends."""
     from node.fedi import remote, worker
 
     if request.param == "sent every three activities":
@@ -173,8 +173,6 @@ def statements(request, monkeypatch):
 
     def init(self, dialect):
         made(self, dialect)
-        if request.param == "executemany":
-            self.one_statement = False
         if request.param == "no UPDATE FROM":
             self.update_from = False
 

@@ -511,3 +511,60 @@ def test_on_sqlite_the_buckets_have_a_database_file_of_their_own(app):
         with side.connect() as connection:
             assert connection.scalar(select(RateLimitBucket.tokens)) == 4
         assert db.session.scalar(select(func.count()).select_from(RateLimitBucket)) == 0
+
+
+def test_on_postgresql_a_take_commits_without_waiting_for_the_disk(app):
+    """A take is one statement that is its own transaction, committed without a WAL flush (a take lost in
+    a crash only hands tokens back); the setting stays with that statement: the connection goes back to
+    the pool committing durably, in transactions. Counted by the server (pg_stat_wal), against as many
+    plain inserts on the same connection."""
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import StaticPool
+
+    from node.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite: the buckets' file is set to synchronous=NORMAL (test above)")
+        one = create_engine(db.engine.url, poolclass=StaticPool)  # the takes and the counts: one backend
+    try:
+        with one.connect() as connection:
+            if connection.dialect.server_version_info < (15,):
+                pytest.skip("pg_stat_force_next_flush needs PostgreSQL 15")
+
+        def wal_syncs() -> int:
+            with one.connect() as connection:
+                connection.execute(text("SELECT pg_stat_force_next_flush()"))
+                connection.commit()
+                time.sleep(1.2)  # the WAL writer's own count too
+                return connection.scalar(text("SELECT wal_sync FROM pg_stat_wal"))
+
+        def takes() -> None:
+            for index in range(40):
+                assert ratelimit._take_in_one_statement(one, {"key": f"test:{index}", "capacity": 5.0, "now": 1.0,
+                                                              "per_second": 1.0, "spend": 1.0}) == 4.0
+
+        def durable_inserts() -> None:
+            with one.connect() as connection:
+                for index in range(40):
+                    connection.execute(text("INSERT INTO rate_limit_buckets (key, tokens, updated) "
+                                            "VALUES (:key, 1, 1)"), {"key": f"durable:{index}"})
+                    connection.commit()
+
+        before = wal_syncs()
+        durable_inserts()
+        durable = wal_syncs() - before
+        if durable < 40:
+            pytest.skip(f"this server does not flush its WAL on commit ({durable} flushes for 40 commits: fsync off?)")
+        before = wal_syncs()
+        takes()
+        assert wal_syncs() - before < 20
+        with one.connect() as connection:
+            assert connection.scalar(text("SHOW synchronous_commit")) == "on"
+            assert connection.connection.driver_connection.autocommit is False
+            connection.execute(text("DELETE FROM rate_limit_buckets WHERE key LIKE 'test:%' OR key LIKE 'durable:%'"))
+            connection.commit()
+    finally:
+        one.dispose()

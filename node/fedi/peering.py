@@ -300,6 +300,14 @@ def _note_follow_change(_mapper, _connection, follow: Follow) -> None:
         session.info["halles_follows_changed"] = True
 
 
+@event.listens_for(Session, "do_orm_execute")
+def _note_bulk_follow_change(state) -> None:
+    """A bulk ``update(Follow)`` or ``delete(Follow)`` (a domain blocked, an actor gone, an inbox gone)
+    runs no per-object event: noted here, so that its commit also makes the partners be read again."""
+    if (state.is_update or state.is_delete) and state.bind_mapper is not None and state.bind_mapper.class_ is Follow:
+        state.session.info["halles_follows_changed"] = True
+
+
 @event.listens_for(Session, "after_commit")
 def _forget_partners_after_commit(session: Session) -> None:
     if session.info.pop("halles_follows_changed", False) and has_app_context():

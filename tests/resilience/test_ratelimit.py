@@ -411,8 +411,11 @@ def test_partners_have_a_larger_inbox_budget_of_their_own(make_node):
 
 
 def test_a_follow_change_committed_here_changes_the_partners_at_once(make_app):
-    """The partner list a process keeps is read again after this process commits a change to a follow
-    (other processes see it within PARTNER_DOMAINS_SECONDS); a change rolled back changes nothing."""
+    """The partner list a process keeps is read again after this process commits a change to a follow,
+    object by object or in bulk (other processes see it within PARTNER_DOMAINS_SECONDS); a change rolled
+    back changes nothing."""
+    from sqlalchemy import delete, update
+
     from node.extensions import db
     from node.fedi.models import Follow, RemoteActor
     from node.fedi.peering import is_partner_domain
@@ -438,6 +441,16 @@ def test_a_follow_change_committed_here_changes_the_partners_at_once(make_app):
         db.session.commit()
         assert is_partner_domain("lyon.example")
         follow.state = "removed"  # Paris stops following Lyon
+        db.session.commit()
+        assert not is_partner_domain("lyon.example")
+        # Bulk statements (a domain blocked, an actor gone, an inbox answering 410) change follows too.
+        db.session.execute(update(Follow).where(Follow.actor_id == actor.id).values(state="accepted"))
+        db.session.commit()
+        assert is_partner_domain("lyon.example")
+        db.session.execute(update(Follow).where(Follow.actor_id == actor.id).values(state="removed"))
+        db.session.rollback()
+        assert is_partner_domain("lyon.example")
+        db.session.execute(delete(Follow).where(Follow.actor_id == actor.id))
         db.session.commit()
         assert not is_partner_domain("lyon.example")
 

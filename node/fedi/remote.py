@@ -388,15 +388,13 @@ class RunWriter:
                            for column in columns)
         return f"INSERT INTO {table} ({names}) SELECT {values} FROM unnest({arrays}) AS batch ({names})"
 
-    def _placeholder(self, key: str) -> str:
-        return f"{self.mark}::json" if self.postgres and key in self.json_keys else self.mark
-
     def update_event(self, keys: tuple[str, ...]) -> str:
-        """``UPDATE events SET <keys> WHERE id = ?`` (parameters: the values of ``keys``, then the id)."""
+        """SQLite older than 3.33 (no ``UPDATE ... FROM``): ``UPDATE events SET <keys> WHERE id = ?``
+        (parameters: the values of ``keys``, then the id), run once per row."""
         sql = self._updates.get(keys)
         if sql is None:
             columns = _EVENTS.c
-            sets = ", ".join(f"{self.quote(columns[key].name)} = {self._placeholder(key)}" for key in keys)
+            sets = ", ".join(f"{self.quote(columns[key].name)} = {self.mark}" for key in keys)
             sql = self._updates[keys] = f"UPDATE events SET {sets} WHERE id = {self.mark}"
         return sql
 

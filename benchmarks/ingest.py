@@ -463,7 +463,7 @@ def breakdown(activities, origins: list[Origin], *, sample: int = 100) -> dict[s
     to the whole POST (one activity per POST, and in batches) and the worker's apply."""
     from federation.httpsig import verify_request
     from node.common import ratelimit
-    from node.fedi import inbox
+    from node.fedi import inbox, inbox_store
     from node.fedi.keystore import domain_of, resolve_key
     from node.fedi.outbox import now_aware
 
@@ -496,8 +496,8 @@ def breakdown(activities, origins: list[Origin], *, sample: int = 100) -> dict[s
                     "POST", INBOX_URL, post[1], post[0], resolve_key, now=now_aware()), sample_posts)
                 steps["proofs"] = best(lambda doc: inbox.authenticate(doc, doc["actor"]), documents)
                 counter = iter(range(10**9))
-                steps["store"] = best(
-                    lambda doc: inbox.store({**doc, "id": f"{doc['id']}#{next(counter)}"}, doc["actor"]), documents)
+                steps["store"] = best(lambda doc: inbox_store.store({**doc, "id": f"{doc['id']}#{next(counter)}"},
+                                                                    doc["actor"]), documents)
             _apply_all(app)  # what the store step queued, off the clock
             whole = []
             for first in range(sample, min(len(posts), sample * 4), sample):
@@ -514,7 +514,7 @@ def breakdown(activities, origins: list[Origin], *, sample: int = 100) -> dict[s
             # The POST with inbox.receive answering at once: Flask (request, response, hooks), the
             # view (rate-limit lease, reading the body) and this driver.
             real_receive = inbox.receive
-            inbox.receive = lambda *_args, **_kwargs: inbox.Received(None, False)
+            inbox.receive = lambda *_args, **_kwargs: inbox_store.Received(None, False)
             try:
                 timer = common.Timer()
                 _post_all(app, posts[:sample])

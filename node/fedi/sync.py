@@ -17,7 +17,7 @@ from federation.urls import same_origin
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi.handlers import actor_id
-from node.fedi.inbox import store_verified
+from node.fedi.inbox_store import store_verified
 from node.fedi.keystore import resolve_key
 from node.fedi.models import Follow, InboxItem, RemoteActor, RemoteServer
 from node.fedi.outbox import now_aware

@@ -77,7 +77,7 @@ def note(origin: Origin):
 
 
 def queue(app, activities) -> None:
-    from node.fedi.inbox import store
+    from node.fedi.inbox_store import store
 
     with app.app_context():
         for item in activities:

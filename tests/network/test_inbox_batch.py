@@ -310,14 +310,14 @@ def test_a_batch_waits_for_the_write_lock_and_is_stored_once_it_is_free(pair):
 
 
 def test_a_batch_that_cannot_get_the_write_lock_in_time_is_answered_503_and_nothing_is_lost(pair, monkeypatch):
-    from node.fedi import inbox
+    from node.fedi import inbox_store
 
     paris, lyon = pair
     if _dialect(paris) != "sqlite":
         pytest.skip("PostgreSQL locks rows, not the database")
     first = [signed_create(lyon) for _ in range(2)]
     assert post_batch(paris, lyon, batch_of(lyon, first)).status_code == 202
-    monkeypatch.setattr(inbox, "_LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(inbox_store, "_LOCK_WAIT_SECONDS", 0.2)
     activities = [signed_create(lyon) for _ in range(3)]
     holder = _hold_write_lock(paris, 1.0)
     response = post_batch(paris, lyon, batch_of(lyon, activities))
@@ -338,10 +338,10 @@ def test_a_batch_stored_while_it_is_verified_keeps_its_order_and_each_verdict(pa
     next are verified (``BatchStore``); with parts of at least two here (four, then the last one),
     duplicates and refusals fall on both sides of what was already sent, and the outcome is the one of
     storing them all at the end."""
-    from node.fedi import inbox
+    from node.fedi import inbox_store
     from node.fedi.models import InboxItem
 
-    monkeypatch.setattr(inbox, "STORE_CHUNK", 2)
+    monkeypatch.setattr(inbox_store, "STORE_CHUNK", 2)
     paris, lyon = pair
     known = signed_create(lyon)
     assert post_batch(paris, lyon, batch_of(lyon, [known])).status_code == 202
@@ -363,9 +363,9 @@ def test_a_batch_that_fails_after_part_of_it_was_sent_stores_none_of_it(pair, mo
     """The activities sent while the batch was still being verified are in one transaction with the
     rest: a failure later in the request (here an unexpected error verifying the fifth) stores none
     of them, and the sender's retry stores them all, once."""
-    from node.fedi import inbox
+    from node.fedi import inbox, inbox_store
 
-    monkeypatch.setattr(inbox, "STORE_CHUNK", 2)
+    monkeypatch.setattr(inbox_store, "STORE_CHUNK", 2)
     paris, lyon = pair
     activities = [signed_create(lyon) for _ in range(6)]
     verify = inbox.authenticate

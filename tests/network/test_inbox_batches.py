@@ -35,7 +35,7 @@ def node(app):
 
 def queue(app, *activities) -> list[int]:
     """Store activities as the inbox does (verified, pending); returns their item ids."""
-    from node.fedi.inbox import store
+    from node.fedi.inbox_store import store
 
     with app.app_context():
         return [store(activity, activity["actor"]).item_id for activity in activities]

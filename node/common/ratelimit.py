@@ -341,13 +341,16 @@ def _take_in_one_statement(engine: Any, params: dict[str, Any]) -> float | None:
     pooled = engine.raw_connection()
     try:
         connection = pooled.driver_connection
-        connection.autocommit = True
         try:
+            connection.autocommit = True
             row = connection.execute(sql, params).fetchone()
-        except engine.dialect.loaded_dbapi.Error as exc:
-            raise _as_sqlalchemy_error(engine, sql, params, exc) from exc
-        finally:
             connection.autocommit = False  # the pool's other users expect transactions
+        except BaseException as exc:
+            # Never back to the pool in autocommit, nor broken: the pool opens another when needed.
+            pooled.invalidate()
+            if isinstance(exc, engine.dialect.loaded_dbapi.Error):
+                raise _as_sqlalchemy_error(engine, sql, params, exc) from exc
+            raise
     finally:
         pooled.close()
     return row[0] if row else None

@@ -327,14 +327,19 @@ def _driver_connection(sql: str, params: Any) -> Iterator[Any]:
         db.session.commit()
     driver = db.engine.raw_connection()
     autocommit = db.engine.dialect.name == "postgresql"
-    if autocommit:
-        driver.driver_connection.autocommit = True
     try:
         with _database_errors(sql, params):
+            if autocommit:
+                driver.driver_connection.autocommit = True
             yield driver
     finally:
-        if autocommit:
-            driver.driver_connection.autocommit = False  # the pool's other users expect transactions
+        try:
+            if autocommit:
+                driver.driver_connection.autocommit = False  # the pool's other users expect transactions
+        except db.engine.dialect.loaded_dbapi.Error:
+            # The server dropped the connection (the error the request already has says so): it goes
+            # rather than back to the pool.
+            driver.invalidate()
         driver.close()
 
 

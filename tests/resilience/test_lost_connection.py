@@ -1,0 +1,74 @@
+"""PostgreSQL: a pooled connection the server dropped (a restart, an administrator, a network cut)
+fails the one request that meets it with the database's own error, goes away instead of back to the
+pool, and the next request is served as usual."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy.exc import OperationalError
+
+ACTIVITY = {"id": "https://lyon.example/activities/1", "type": "Create", "actor": "https://lyon.example/actor",
+            "object": {"id": "https://lyon.example/events/1", "type": "Event"}}
+
+
+def _dropped_by_the_server(db) -> None:
+    """The pool holds one connection, which the server then ends (pg_terminate_backend)."""
+    db.session.remove()
+    db.engine.dispose()
+    pooled = db.engine.raw_connection()
+    pid = pooled.driver_connection.info.backend_pid
+    pooled.close()
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+
+
+def test_a_dropped_connection_fails_one_inbox_store_and_leaves_the_pool(app):
+    from node.extensions import db
+    from node.fedi import inbox_store
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has no server to drop a connection")
+        _dropped_by_the_server(db)
+        with pytest.raises(OperationalError):
+            inbox_store.store(ACTIVITY, ACTIVITY["actor"])
+        assert db.engine.pool.checkedout() == 0  # handed back (closed), not leaked
+        assert inbox_store.store(ACTIVITY, ACTIVITY["actor"]).item_id is not None
+
+
+def test_a_dropped_connection_fails_one_rate_limit_take_and_leaves_the_pool(app):
+    from node.common import ratelimit
+    from node.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has no server to drop a connection")
+        _dropped_by_the_server(db)
+        rate = ratelimit.Rate(5, 60)
+        with pytest.raises(OperationalError):
+            ratelimit._take_in_one_statement(db.engine, {"key": "test:x", "capacity": 5.0, "now": 1.0,
+                                                         "per_second": 1.0, "spend": 1.0})
+        assert db.engine.pool.checkedout() == 0
+        assert ratelimit.take("test", "x", rate).allowed
+
+
+def test_a_dropped_connection_fails_one_batch_and_leaves_the_pool(app):
+    from node.common import jsontext
+    from node.extensions import db
+    from node.fedi import inbox_store
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has no server to drop a connection")
+        _dropped_by_the_server(db)
+        batch = inbox_store.BatchStore(ACTIVITY["actor"])
+        try:
+            batch.add(ACTIVITY, jsontext.dumps(ACTIVITY))
+            with pytest.raises(OperationalError):
+                batch.finish()
+        finally:
+            batch.close()
+        assert db.engine.pool.checkedout() == 0
+        assert inbox_store.store(ACTIVITY, ACTIVITY["actor"]).item_id is not None

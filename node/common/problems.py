@@ -51,6 +51,22 @@ def is_locked(exc: OperationalError) -> bool:
     return (getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF) == 5
 
 
+#: PostgreSQL's SQLSTATEs of a server going away: shut down by an administrator, crashed, starting or
+#: stopping (class 08, connection exceptions, is matched by its prefix).
+_PG_SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_unreachable(exc: OperationalError) -> bool:
+    """PostgreSQL could not be reached, or dropped the connection (a restart, a network cut): nothing
+    was written, and the next try gets a new connection."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlite_errorcode", None) is not None or not hasattr(orig, "sqlstate"):
+        return False
+    state = orig.sqlstate
+    # psycopg's own errors (refused, lost) carry no SQLSTATE: nothing came from a server.
+    return state is None or state.startswith("08") or state in _PG_SERVER_GONE
+
+
 def is_disk_full(exc: OperationalError) -> bool:
     """The database refused a write for lack of space (SQLite: disk or ``max_page_count``; PostgreSQL:
     disk_full)."""
@@ -70,6 +86,16 @@ def _field_errors_text(messages: Any) -> str:
     if isinstance(messages, list):
         return "; ".join(str(m) for m in messages)
     return str(messages)
+
+
+def _try_again_soon(detail: str) -> Any:
+    """503 with Retry-After: the database could not do it now, and nothing was saved."""
+    headers = {"Retry-After": "5"}
+    if wants_json():
+        response = problem(503, "Service unavailable", detail)
+        response.headers.update(headers)
+        return response
+    return render_template("error.html", status=503, title="Service unavailable", detail=detail), 503, headers
 
 
 def register(app: Flask) -> None:
@@ -104,13 +130,10 @@ def register(app: Flask) -> None:
             # SQLite: another writer held the lock longer than a request waits (15 s). Nothing was
             # written; a peer or a person can simply try again.
             app.logger.warning("database busy: %s", exc.orig)
-            detail = "the database is busy: nothing was saved. Try again in a few seconds"
-            headers = {"Retry-After": "5"}
-            if wants_json():
-                response = problem(503, "Service unavailable", detail)
-                response.headers.update(headers)
-                return response
-            return render_template("error.html", status=503, title="Service unavailable", detail=detail), 503, headers
+            return _try_again_soon("the database is busy: nothing was saved. Try again in a few seconds")
+        if is_unreachable(exc):
+            app.logger.error("database unreachable: %s", exc.orig)
+            return _try_again_soon("the database could not be reached: nothing was saved. Try again in a few seconds")
         if not is_disk_full(exc):
             raise exc
         # The failed transaction is rolled back (the session is removed after the request): what was

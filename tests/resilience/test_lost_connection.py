@@ -72,3 +72,22 @@ def test_a_dropped_connection_fails_one_batch_and_leaves_the_pool(app):
             batch.close()
         assert db.engine.pool.checkedout() == 0
         assert inbox_store.store(ACTIVITY, ACTIVITY["actor"]).item_id is not None
+
+
+def test_a_request_meeting_a_dropped_connection_is_answered_503_and_the_next_is_served(app):
+    """The API and the pages answer 503 with Retry-After (try again: nothing was saved), not 500."""
+    from node.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has no server to drop a connection")
+    client = app.test_client()
+    for path, kind in (("/api/v1/events", "application/problem+json"), ("/events", "text/html")):
+        with app.app_context():
+            _dropped_by_the_server(db)
+        response = client.get(path)
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "5"
+        assert response.content_type.startswith(kind)
+        assert "could not be reached" in response.text
+        assert client.get(path).status_code == 200

@@ -91,3 +91,21 @@ def test_a_request_meeting_a_dropped_connection_is_answered_503_and_the_next_is_
         assert response.content_type.startswith(kind)
         assert "could not be reached" in response.text
         assert client.get(path).status_code == 200
+
+
+def test_an_inbox_post_meeting_a_dropped_connection_is_answered_503_and_the_retry_is_stored(make_node):
+    """What a peer sees: 503 with Retry-After (its delivery tries again), nothing stored, then 202."""
+    from node.extensions import db
+    from tests.network.test_inbox_security import create, event_object, inbox_count, post, signed
+
+    paris, lyon = make_node("Les Halles Civiques", "Paris"), make_node("La Fabrique Commune", "Lyon")
+    if paris.query(lambda: db.engine.dialect.name) != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    activity = create(lyon, signed(lyon, event_object(lyon)))
+    paris.query(lambda: _dropped_by_the_server(db))
+    refused = post(paris, lyon, activity)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "5" and "nothing was saved" in refused.json()["detail"]
+    assert inbox_count(paris) == 0
+    assert post(paris, lyon, activity).status_code == 202
+    assert inbox_count(paris) == 1

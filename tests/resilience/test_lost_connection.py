@@ -8,6 +8,8 @@ import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from tests.resilience import tally
+
 ACTIVITY = {"id": "https://lyon.example/activities/1", "type": "Create", "actor": "https://lyon.example/actor",
             "object": {"id": "https://lyon.example/events/1", "type": "Event"}}
 
@@ -22,6 +24,7 @@ def _dropped_by_the_server(db) -> None:
     url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url, autocommit=True) as admin:
         assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+    tally.fault("database connection dropped by the server")
 
 
 def test_a_dropped_connection_fails_one_inbox_store_and_leaves_the_pool(app):

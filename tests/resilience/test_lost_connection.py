@@ -112,3 +112,29 @@ def test_an_inbox_post_meeting_a_dropped_connection_is_answered_503_and_the_retr
     assert inbox_count(paris) == 0
     assert post(paris, lyon, activity).status_code == 202
     assert inbox_count(paris) == 1
+
+
+def test_the_worker_outlives_a_dropped_connection(app, caplog):
+    """A worker round that meets a dropped connection logs the failed task and goes on; the next round
+    works (nothing to restart after PostgreSQL restarted)."""
+    import logging
+
+    from node.extensions import db
+    from node.fedi import inbox_store
+    from node.worker import run_once
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite has no server to drop a connection")
+        inbox_store.store(ACTIVITY, ACTIVITY["actor"])  # something for the inbox task to claim
+        _dropped_by_the_server(db)
+    with caplog.at_level(logging.ERROR):
+        run_once(app)  # does not raise
+    assert any(record.message.startswith("worker task") and "failed" in record.message for record in caplog.records)
+    run_once(app)
+    with app.app_context():
+        from sqlalchemy import select
+
+        from node.fedi.models import InboxItem
+
+        assert db.session.scalar(select(InboxItem.state)) != "pending"

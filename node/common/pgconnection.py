@@ -13,9 +13,16 @@ psycopg forgets them because a transaction that failed may have lost statements 
 statements the server does not hold. A transaction without error lost nothing: every statement it
 prepared exists and stays valid (PostgreSQL re-plans one whose tables changed, or fails as the same
 query would). So such a rollback keeps them; any other (a failed transaction, a pipeline, psycopg's
-own ``transaction()`` blocks, a two-phase transaction) is psycopg's own."""
+own ``transaction()`` blocks, a two-phase transaction) is psycopg's own.
+
+``pooled_connection`` lends a pooled driver connection for a block, in autocommit when asked, and
+makes sure it goes back to the pool in transactions (or not at all, when the server dropped it)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import errors
@@ -56,3 +63,23 @@ def connect_keeping_prepared(dialect, _connection_record, cargs, cparams):
     if dialect.driver != "psycopg":
         return None  # another driver: SQLAlchemy connects as usual
     return KeepPreparedConnection.connect(*cargs, **cparams)
+
+
+@contextmanager
+def pooled_connection(engine: Any, *, autocommit: bool = False) -> Iterator[Any]:
+    """A pooled driver connection of ``engine`` for the block, in autocommit when asked (PostgreSQL:
+    each statement its own transaction, one round trip). It goes back to the pool as the pool's other
+    users expect it, in transactions; one that cannot be set back (the server dropped it, or a statement
+    was interrupted) is invalidated instead, and the pool opens another when needed."""
+    pooled = engine.raw_connection()
+    try:
+        if autocommit:
+            pooled.driver_connection.autocommit = True
+        yield pooled
+    finally:
+        try:
+            if autocommit:
+                pooled.driver_connection.autocommit = False
+        except engine.dialect.loaded_dbapi.Error:
+            pooled.invalidate()
+        pooled.close()

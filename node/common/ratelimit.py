@@ -54,6 +54,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from node.common.errors import HallesError, PayloadTooLarge
+from node.common.pgconnection import pooled_connection
 from node.common.sqlite_setup import use_wal
 from node.extensions import db
 
@@ -338,21 +339,11 @@ def _take_in_one_statement(engine: Any, params: dict[str, Any]) -> float | None:
     sql = _TAKE_PYFORMAT.get(engine.dialect.name)
     if sql is None:
         sql = _TAKE_PYFORMAT[engine.dialect.name] = str(_TAKE_ALONE.compile(dialect=engine.dialect))
-    pooled = engine.raw_connection()
     try:
-        connection = pooled.driver_connection
-        try:
-            connection.autocommit = True
-            row = connection.execute(sql, params).fetchone()
-            connection.autocommit = False  # the pool's other users expect transactions
-        except BaseException as exc:
-            # Never back to the pool in autocommit, nor broken: the pool opens another when needed.
-            pooled.invalidate()
-            if isinstance(exc, engine.dialect.loaded_dbapi.Error):
-                raise _as_sqlalchemy_error(engine, sql, params, exc) from exc
-            raise
-    finally:
-        pooled.close()
+        with pooled_connection(engine, autocommit=True) as pooled:
+            row = pooled.driver_connection.execute(sql, params).fetchone()
+    except engine.dialect.loaded_dbapi.Error as exc:
+        raise _as_sqlalchemy_error(engine, sql, params, exc) from exc
     return row[0] if row else None
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from node.common import jsontext
+from node.common.pgconnection import pooled_connection
 from node.common.timeutil import utcnow
 from node.extensions import db
 from node.fedi import compat
@@ -325,22 +326,9 @@ def _driver_connection(sql: str, params: Any) -> Iterator[Any]:
         # What verifying stored (an actor document fetched for its key) is committed first: on SQLite
         # that transaction holds the write lock the insert needs.
         db.session.commit()
-    driver = db.engine.raw_connection()
-    autocommit = db.engine.dialect.name == "postgresql"
-    try:
-        with _database_errors(sql, params):
-            if autocommit:
-                driver.driver_connection.autocommit = True
-            yield driver
-    finally:
-        try:
-            if autocommit:
-                driver.driver_connection.autocommit = False  # the pool's other users expect transactions
-        except db.engine.dialect.loaded_dbapi.Error:
-            # The server dropped the connection (the error the request already has says so): it goes
-            # rather than back to the pool.
-            driver.invalidate()
-        driver.close()
+    with pooled_connection(db.engine, autocommit=db.engine.dialect.name == "postgresql") as driver, \
+            _database_errors(sql, params):
+        yield driver
 
 
 @contextmanager
